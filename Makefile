@@ -1,0 +1,124 @@
+# SPDX-License-Identifier: MIT
+# p2pcdn — one non-recursive Makefile for the library, every daemon and the tests.
+#
+#   make                 release build into build/
+#   make SANITIZE=1      ASan+UBSan build into build-asan/
+#   make check           deps, sanitized build, unit + integration + fuzz smoke
+#   make demo            deps, build, start a local stack (deploy/demo.sh)
+#   make install         PREFIX=/usr/local DESTDIR=
+
+VERSION   := 0.1.0
+CC        ?= cc
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+PKGS      := libmicrohttpd libevent libevent_pthreads jansson hiredis libpq libmaxminddb libsodium inih
+
+ifeq ($(SANITIZE),1)
+B         ?= build-asan
+SANFLAGS  := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+OPT       := -O1 -g
+else
+B         ?= build
+SANFLAGS  :=
+OPT       := -O2 -g
+endif
+
+WARN      := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+             -Wpointer-arith -Wcast-qual -Wundef -Wvla -Wimplicit-fallthrough -Werror
+CPPFLAGS  += -Icommon -DP2PCDN_VERSION='"$(VERSION)"' -D_GNU_SOURCE
+CFLAGS    := -std=gnu11 $(OPT) $(WARN) $(SANFLAGS) -pthread -MMD -MP \
+             $(shell pkg-config --cflags $(PKGS)) $(EXTRA_CFLAGS)
+LDFLAGS   += $(SANFLAGS) -pthread
+LDLIBS    := $(shell pkg-config --libs $(PKGS)) -lm
+
+# Every folder with a main.c is a daemon; the binary takes the folder's name.
+DAEMONS   := $(patsubst %/main.c,%,$(wildcard */main.c))
+BINS      := $(addprefix $(B)/bin/,$(DAEMONS))
+
+COMMON_SRC := $(wildcard common/*.c)
+COMMON_OBJ := $(patsubst %.c,$(B)/%.o,$(COMMON_SRC)) $(B)/gen/schema.o
+SQL        := $(sort $(wildcard deploy/sql/*.sql))
+
+UNIT_SRC  := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRC))
+
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_B    := build-fuzz
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
+
+.PHONY: all deps check unit integration fuzz fuzz-smoke demo demo-stop install clean format format-check bench
+all: $(BINS)
+
+deps:
+	@deploy/install-deps.sh
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+# Migrations are compiled into every binary so `--migrate` needs no files.
+$(B)/gen/schema.c: $(SQL) deploy/sql/embed.sh
+	@mkdir -p $(dir $@)
+	deploy/sql/embed.sh $(SQL) >$@
+
+$(B)/gen/schema.o: $(B)/gen/schema.c
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(B)/libcommon.a: $(COMMON_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+.SECONDEXPANSION:
+$(B)/bin/%: $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/tests/%: $(B)/tests/unit/%.o $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+# Fuzz targets: clang + libFuzzer, own build dir (objects never mix).
+$(FUZZ_B)/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=gnu11 -g -O1 $(CPPFLAGS) -fsanitize=fuzzer,address,undefined \
+		$(shell pkg-config --cflags $(PKGS)) -o $@ $< $(COMMON_SRC) $(LDLIBS)
+
+fuzz: $(FUZZ_BINS)
+
+check:
+	@deploy/install-deps.sh
+	$(MAKE) SANITIZE=1 all unit-bins
+	$(MAKE) fuzz
+	tests/run-all.sh build-asan $(FUZZ_B)
+
+unit-bins: $(UNIT_BINS)
+
+demo:
+	@deploy/install-deps.sh
+	$(MAKE) all
+	deploy/demo.sh start
+
+demo-stop:
+	deploy/demo.sh stop
+
+bench: all
+	tests/bench/route_bench.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/p2pcdn/sql $(DESTDIR)$(PREFIX)/share/p2pcdn/examples
+	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 $(SQL) $(DESTDIR)$(PREFIX)/share/p2pcdn/sql/
+	install -m 0644 deploy/examples/* $(DESTDIR)$(PREFIX)/share/p2pcdn/examples/
+	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
+	install -m 0644 $(wildcard deploy/systemd/*.service) $(DESTDIR)$(PREFIX)/lib/systemd/system/
+
+FMT_SRC = $(wildcard common/*.[ch] */*.c */*.h tests/unit/*.c tests/fuzz/*.c)
+format:
+	clang-format -i $(FMT_SRC)
+format-check:
+	clang-format --dry-run --Werror $(FMT_SRC)
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(B) $(FUZZ_B) -name '*.d' 2>/dev/null)
