@@ -38,7 +38,8 @@ bool addr_equal_ip(const struct addr *a, const struct addr *b);
 
 /* True for addresses that are not globally routable: RFC 1918, CGNAT
  * 100.64/10, loopback, link-local, unique-local fc00::/7, unspecified,
- * documentation and benchmarking ranges, multicast. */
+ * benchmarking ranges, multicast. Documentation ranges count as public: tests
+ * use them to stand for Internet hosts. */
 bool addr_is_private(const struct addr *a);
 
 /* A list of CIDR prefixes ("10.0.0.0/8, 2001:db8::/32, 127.0.0.1").

@@ -1,0 +1,837 @@
+// SPDX-License-Identifier: MIT
+/* HTTP server on libmicrohttpd: route table, JSON in/out, limits, admin basics. */
+#include "http.h"
+
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define HTTP_MAX_LISTEN  8
+#define HTTP_MAX_PARAMS  4
+#define HTTP_MAX_HEADERS 8
+#define HTTP_PARAM_MAX   256
+
+struct http_server {
+	char *name;
+	struct MHD_Daemon *d[HTTP_MAX_LISTEN];
+	int port[HTTP_MAX_LISTEN];
+	size_t nd;
+	const struct http_route *routes;
+	size_t nroutes;
+	void *arg;
+	size_t max_body;
+	struct met_registry *registry;
+	struct http_metrics *metrics;
+	struct met_child *duration, *inflight_g;
+	char *tls_cert, *tls_key;
+	atomic_bool access_log;
+	_Atomic(struct addr_list *) trusted;
+	struct addr_list *trusted_old;
+	/* Admin token kept as its hash, so the comparison is constant-time and
+	 * independent of the presented token's length. */
+	_Atomic(unsigned char *) token;
+	unsigned char *token_old;
+	pthread_mutex_t swap_lock;
+	atomic_int inflight;
+	bool drained;
+};
+
+struct http_req {
+	struct http_server *srv;
+	struct MHD_Connection *conn;
+	const char *method;
+	char *path;
+	char *body;
+	size_t body_len, body_cap;
+	bool too_large;
+	bool replied;
+	struct MHD_Response *resp;
+	unsigned status;
+	const char *route_name;
+	char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
+	size_t nparams;
+	struct addr peer, client;
+	char rid[33];
+	char hdr_name[HTTP_MAX_HEADERS][64];
+	char hdr_val[HTTP_MAX_HEADERS][256];
+	size_t nhdr;
+	struct timespec start;
+	size_t resp_len;
+};
+
+int
+http_metrics_init(struct http_metrics *m, struct met_registry *reg)
+{
+	m->requests = met_new(reg, MET_COUNTER, "p2pcdn_http_requests_total",
+			      "HTTP requests answered, by listener, route and status code.",
+			      "listener,route,code", NULL, 0);
+	m->duration = met_new(reg, MET_HISTOGRAM, "p2pcdn_http_request_duration_seconds",
+			      "Time from request head to response queued.", "listener",
+			      met_latency_buckets, met_latency_nbuckets);
+	m->inflight = met_new(reg, MET_GAUGE, "p2pcdn_http_requests_in_flight",
+			      "Requests being read or handled.", "listener", NULL, 0);
+	return m->requests && m->duration && m->inflight ? 0 : -ENOMEM;
+}
+
+/* ---------------------------------------------------------------- replies */
+
+static void
+http_finish(struct http_req *r, unsigned status, struct MHD_Response *resp, size_t len)
+{
+	if (r->replied) {
+		/* Two replies is a handler bug; the first one stands. */
+		log_err("BUG: second reply (%u) to %s %s ignored", status, r->method, r->path);
+		MHD_destroy_response(resp);
+		return;
+	}
+	r->replied = true;
+	r->resp = resp;
+	r->status = status;
+	r->resp_len = len;
+}
+
+static struct MHD_Response *
+http_make_response(const char *data, size_t len, enum MHD_ResponseMemoryMode mode)
+{
+	return MHD_create_response_from_buffer(len, (void *)(uintptr_t)data, mode);
+}
+
+void
+http_reply_take(struct http_req *r, unsigned status, const char *content_type, char *data,
+		size_t len)
+{
+	struct MHD_Response *resp = http_make_response(data ? data : "", data ? len : 0,
+						       data ? MHD_RESPMEM_MUST_FREE
+							    : MHD_RESPMEM_PERSISTENT);
+	if (!resp) {
+		free(data);
+		return;
+	}
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	http_finish(r, status, resp, len);
+}
+
+void
+http_reply_data(struct http_req *r, unsigned status, const char *content_type, const char *data,
+		size_t len)
+{
+	struct MHD_Response *resp = http_make_response(data, len, MHD_RESPMEM_MUST_COPY);
+	if (!resp)
+		return;
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	http_finish(r, status, resp, len);
+}
+
+void
+http_reply_json(struct http_req *r, unsigned status, json_t *body)
+{
+	char *text;
+
+	if (!body) {
+		http_reply_take(r, status, NULL, NULL, 0);
+		return;
+	}
+	text = json_dumps(body, JSON_COMPACT | JSON_REAL_PRECISION(10));
+	json_decref(body);
+	if (!text) {
+		http_reply_data(r, 500, "application/json",
+				"{\"error\":\"internal\",\"message\":\"out of memory\"}", 47);
+		return;
+	}
+	http_reply_take(r, status, "application/json", text, strlen(text));
+}
+
+static void
+http_reply_verror(struct http_req *r, unsigned status, int retry_after, const char *code,
+		  const char *fmt, va_list ap)
+{
+	char msg[512];
+	json_t *o;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+	if (retry_after > 0) {
+		char v[16];
+		snprintf(v, sizeof(v), "%d", retry_after);
+		http_reply_header(r, MHD_HTTP_HEADER_RETRY_AFTER, v);
+	}
+	http_reply_json(r, status, o);
+}
+
+void
+http_reply_error(struct http_req *r, unsigned status, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	http_reply_verror(r, status, 0, code, fmt, ap);
+	va_end(ap);
+}
+
+void
+http_reply_retry(struct http_req *r, unsigned status, int retry_after_s, const char *code,
+		 const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	http_reply_verror(r, status, retry_after_s > 0 ? retry_after_s : 1, code, fmt, ap);
+	va_end(ap);
+}
+
+void
+http_reply_header(struct http_req *r, const char *name, const char *value)
+{
+	if (r->nhdr == HTTP_MAX_HEADERS || strlen(name) >= sizeof(r->hdr_name[0]) ||
+	    strlen(value) >= sizeof(r->hdr_val[0]))
+		return;
+	strcpy(r->hdr_name[r->nhdr], name);
+	strcpy(r->hdr_val[r->nhdr], value);
+	r->nhdr++;
+}
+
+/* ---------------------------------------------------------------- request */
+
+const char *
+http_req_method(const struct http_req *r)
+{
+	return r->method;
+}
+
+const char *
+http_req_path(const struct http_req *r)
+{
+	return r->path;
+}
+
+const char *
+http_req_param(const struct http_req *r, size_t i)
+{
+	return i < r->nparams ? r->params[i] : NULL;
+}
+
+const char *
+http_req_query(const struct http_req *r, const char *key)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_GET_ARGUMENT_KIND, key);
+}
+
+const char *
+http_req_header(const struct http_req *r, const char *name)
+{
+	return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+const struct addr *
+http_req_client(const struct http_req *r)
+{
+	return &r->client;
+}
+
+const struct addr *
+http_req_peer(const struct http_req *r)
+{
+	return &r->peer;
+}
+
+const char *
+http_req_body(const struct http_req *r, size_t *ret_len)
+{
+	if (ret_len)
+		*ret_len = r->body_len;
+	return r->body ? r->body : "";
+}
+
+const char *
+http_req_id(const struct http_req *r)
+{
+	return r->rid;
+}
+
+struct http_server *
+http_req_server(const struct http_req *r)
+{
+	return r->srv;
+}
+
+int
+http_req_json(struct http_req *r, json_t **ret)
+{
+	json_error_t jerr;
+	json_t *j;
+
+	if (!r->body_len) {
+		http_reply_error(r, 400, "bad_json", "request body must be a JSON object");
+		return -EINVAL;
+	}
+	j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j) {
+		http_reply_error(r, 400, "bad_json", "malformed JSON at line %d column %d: %s",
+				 jerr.line, jerr.column, jerr.text);
+		return -EINVAL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		http_reply_error(r, 400, "expected_object", "request body must be a JSON object");
+		return -EINVAL;
+	}
+	*ret = j;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- settings */
+
+void
+http_server_set_trusted(struct http_server *s, struct addr_list *trusted)
+{
+	pthread_mutex_lock(&s->swap_lock);
+	addr_list_free(s->trusted_old);
+	s->trusted_old = atomic_exchange(&s->trusted, trusted);
+	pthread_mutex_unlock(&s->swap_lock);
+}
+
+void
+http_server_set_access_log(struct http_server *s, bool on)
+{
+	atomic_store(&s->access_log, on);
+}
+
+void
+http_server_set_admin_token(struct http_server *s, const char *token)
+{
+	unsigned char *h = NULL;
+
+	if (token && *token) {
+		h = malloc(crypto_generichash_BYTES);
+		if (!h)
+			return;
+		crypto_generichash(h, crypto_generichash_BYTES, (const unsigned char *)token,
+				   strlen(token), NULL, 0);
+	}
+	pthread_mutex_lock(&s->swap_lock);
+	free(s->token_old);
+	s->token_old = atomic_exchange(&s->token, h);
+	pthread_mutex_unlock(&s->swap_lock);
+}
+
+/* 0 when the request carries the admin token; otherwise replies 401/403. */
+static int
+http_check_admin(struct http_req *r)
+{
+	const unsigned char *want = atomic_load(&r->srv->token);
+	const char *auth = http_req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
+	unsigned char got[crypto_generichash_BYTES];
+
+	if (!want) {
+		http_reply_error(r, 403, "admin_disabled",
+				 "no admin_token is configured; admin changes are disabled");
+		return -EACCES;
+	}
+	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
+		http_reply_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+		http_reply_error(r, 401, "unauthorized", "Authorization: Bearer <admin token> required");
+		return -EACCES;
+	}
+	auth += 7;
+	crypto_generichash(got, sizeof(got), (const unsigned char *)auth, strlen(auth), NULL, 0);
+	if (sodium_memcmp(got, want, sizeof(got)) != 0) {
+		http_reply_error(r, 403, "forbidden", "wrong admin token");
+		return -EACCES;
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- dispatch */
+
+/* Matches path against pattern, capturing {} segments. */
+static bool
+http_match(const char *pattern, const char *path, struct http_req *r)
+{
+	const char *p = pattern, *s = path;
+	size_t n = 0;
+
+	while (*p && *s) {
+		if (p[0] == '{' && p[1] == '}') {
+			size_t len = strcspn(s, "/");
+			if (len == 0 || len >= HTTP_PARAM_MAX || n == HTTP_MAX_PARAMS)
+				return false;
+			memcpy(r->params[n], s, len);
+			r->params[n][len] = '\0';
+			n++;
+			s += len;
+			p += 2;
+			continue;
+		}
+		if (*p != *s)
+			return false;
+		p++;
+		s++;
+	}
+	if (*p || *s)
+		return false;
+	r->nparams = n;
+	return true;
+}
+
+static void
+http_dispatch(struct http_req *r)
+{
+	struct http_server *s = r->srv;
+	bool path_known = false;
+	const char *method = r->method;
+
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET"; /* libmicrohttpd drops the body of HEAD replies itself */
+	for (size_t i = 0; i < s->nroutes; i++) {
+		const struct http_route *rt = &s->routes[i];
+		if (!http_match(rt->pattern, r->path, r))
+			continue;
+		path_known = true;
+		if (strcmp(rt->method, method) != 0)
+			continue;
+		r->route_name = rt->pattern;
+		if (rt->admin && http_check_admin(r) < 0)
+			return;
+		rt->fn(r, s->arg);
+		if (!r->replied) {
+			log_err("BUG: handler for %s %s did not reply", rt->method, rt->pattern);
+			http_reply_error(r, 500, "internal", "handler did not reply");
+		}
+		return;
+	}
+	r->route_name = path_known ? "method_not_allowed" : "not_found";
+	if (path_known)
+		http_reply_error(r, 405, "method_not_allowed", "%s is not allowed on %s", r->method,
+				 r->path);
+	else
+		http_reply_error(r, 404, "not_found", "no such endpoint: %s", r->path);
+}
+
+static double
+http_elapsed(const struct timespec *start)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) + (double)(now.tv_nsec - start->tv_nsec) / 1e9;
+}
+
+/* Request ids: honour a sane incoming X-Request-Id so one id follows a call
+ * through several daemons; otherwise 16 random hex digits. */
+static void
+http_set_rid(struct http_req *r)
+{
+	const char *in = http_req_header(r, "X-Request-Id");
+	if (in) {
+		size_t len = strlen(in);
+		if (len > 0 && len < sizeof(r->rid) && strspn(in, "abcdefghijklmnopqrstuvwxyz"
+								"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+								"0123456789-_.") == len) {
+			memcpy(r->rid, in, len + 1);
+			return;
+		}
+	}
+	unsigned char b[8];
+	randombytes_buf(b, sizeof(b));
+	sodium_bin2hex(r->rid, sizeof(r->rid), b, sizeof(b));
+}
+
+static enum MHD_Result
+http_queue(struct http_req *r)
+{
+	struct http_server *s = r->srv;
+	char code[8];
+	enum MHD_Result ret;
+	double dt = http_elapsed(&r->start);
+
+	if (!r->resp) {
+		/* Allocation failed while building the reply. */
+		r->resp = http_make_response("", 0, MHD_RESPMEM_PERSISTENT);
+		r->status = 500;
+		if (!r->resp)
+			return MHD_NO;
+	}
+	MHD_add_response_header(r->resp, "X-Request-Id", r->rid);
+	for (size_t i = 0; i < r->nhdr; i++)
+		MHD_add_response_header(r->resp, r->hdr_name[i], r->hdr_val[i]);
+	ret = MHD_queue_response(r->conn, r->status, r->resp);
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+
+	if (s->metrics) {
+		snprintf(code, sizeof(code), "%u", r->status);
+		met_add(met_child(s->metrics->requests, s->name,
+				  r->route_name ? r->route_name : "none", code),
+			1);
+		met_observe(s->duration, dt);
+	}
+	if (atomic_load_explicit(&s->access_log, memory_order_relaxed) && log_enabled(LOG_INFO)) {
+		char client[ADDR_STR_MAX], peer[ADDR_STR_MAX];
+		addr_format_ip(&r->client, client, sizeof(client));
+		addr_format(&r->peer, peer, sizeof(peer));
+		log_info("access rid=%s listener=%s client=%s peer=%s \"%s %.200s\" %u %zu %.3fms",
+			 r->rid, s->name, client, peer, r->method, r->path, r->status, r->resp_len,
+			 dt * 1e3);
+	}
+	return ret;
+}
+
+static struct http_req *
+http_req_new(struct http_server *s, struct MHD_Connection *conn, const char *url,
+	     const char *method)
+{
+	struct http_req *r = calloc(1, sizeof(*r));
+	const union MHD_ConnectionInfo *ci;
+
+	if (!r)
+		return NULL;
+	clock_gettime(CLOCK_MONOTONIC, &r->start);
+	r->srv = s;
+	r->conn = conn;
+	r->method = method;
+	r->path = strdup(url);
+	if (!r->path) {
+		free(r);
+		return NULL;
+	}
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (ci && ci->client_addr)
+		addr_from_sockaddr(ci->client_addr, &r->peer);
+	addr_client(&r->peer, http_req_header(r, "X-Forwarded-For"), atomic_load(&s->trusted),
+		    &r->client);
+	http_set_rid(r);
+	atomic_fetch_add(&s->inflight, 1);
+	if (s->inflight_g)
+		met_add(s->inflight_g, 1);
+	return r;
+}
+
+static enum MHD_Result
+http_access(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+	    const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+	struct http_server *s = cls;
+	struct http_req *r = *con_cls;
+	(void)version;
+
+	if (!r) {
+		const char *cl;
+		r = http_req_new(s, conn, url, method);
+		if (!r)
+			return MHD_NO;
+		*con_cls = r;
+		cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl && strtoull(cl, NULL, 10) > s->max_body) {
+			r->too_large = true;
+			r->route_name = "too_large";
+			http_reply_error(r, 413, "body_too_large",
+					 "request body over the limit of %zu bytes", s->max_body);
+			return http_queue(r);
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		*upload_data_size = 0;
+		if (r->too_large)
+			return MHD_YES;
+		if (n > s->max_body - r->body_len) {
+			/* Chunked bodies have no Content-Length; stop at the limit. */
+			r->too_large = true;
+			r->route_name = "too_large";
+			http_reply_error(r, 413, "body_too_large",
+					 "request body over the limit of %zu bytes", s->max_body);
+			return http_queue(r);
+		}
+		if (r->body_len + n + 1 > r->body_cap) {
+			size_t cap = r->body_cap ? r->body_cap : 1024;
+			while (cap < r->body_len + n + 1)
+				cap *= 2;
+			if (cap > s->max_body + 1)
+				cap = s->max_body + 1;
+			char *nb = realloc(r->body, cap);
+			if (!nb)
+				return MHD_NO;
+			r->body = nb;
+			r->body_cap = cap;
+		}
+		memcpy(r->body + r->body_len, upload_data, n);
+		r->body_len += n;
+		r->body[r->body_len] = '\0';
+		return MHD_YES;
+	}
+	if (r->too_large)
+		return MHD_YES; /* already answered */
+	log_set_request_id(r->rid);
+	http_dispatch(r);
+	log_set_request_id(NULL);
+	return http_queue(r);
+}
+
+static void
+http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+	       enum MHD_RequestTerminationCode toe)
+{
+	struct http_server *s = cls;
+	struct http_req *r = *con_cls;
+	(void)conn;
+	(void)toe;
+
+	if (!r)
+		return;
+	*con_cls = NULL;
+	if (r->resp)
+		MHD_destroy_response(r->resp);
+	free(r->body);
+	free(r->path);
+	free(r);
+	if (s->inflight_g)
+		met_add(s->inflight_g, -1);
+	atomic_fetch_sub(&s->inflight, 1);
+}
+
+static void
+http_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	struct http_server *s = cls;
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	buf[strcspn(buf, "\n")] = '\0';
+	log_notice("http %s: %s", s->name, buf);
+}
+
+/* ---------------------------------------------------------------- lifecycle */
+
+static char *
+http_read_file(const char *path, char *err, size_t errsize)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	long len;
+
+	if (!f) {
+		snprintf(err, errsize, "%s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (len = ftell(f)) >= 0 && len < (1 << 20) &&
+	    fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)len + 1))) {
+		if (fread(buf, 1, (size_t)len, f) == (size_t)len) {
+			buf[len] = '\0';
+			fclose(f);
+			return buf;
+		}
+	}
+	snprintf(err, errsize, "%s: cannot read (missing, unreadable or over 1 MiB)", path);
+	free(buf);
+	fclose(f);
+	return NULL;
+}
+
+static int
+http_start_one(struct http_server *s, const struct http_server_opts *o, const char *spec,
+	       size_t len, char *err, size_t errsize)
+{
+	struct addr a;
+	struct sockaddr_storage ss;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+			 MHD_USE_ERROR_LOG;
+	unsigned threads = o->threads;
+	struct MHD_OptionItem opts[12];
+	size_t n = 0;
+	struct MHD_Daemon *d;
+	const union MHD_DaemonInfo *di;
+
+	if (s->nd == HTTP_MAX_LISTEN) {
+		snprintf(err, errsize, "%s: more than %d listen addresses", o->name,
+			 HTTP_MAX_LISTEN);
+		return -EINVAL;
+	}
+	if (addr_parse(spec, len, true, &a) < 0) {
+		snprintf(err, errsize, "%s: bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)",
+			 o->name, (int)len, spec);
+		return -EINVAL;
+	}
+	addr_to_sockaddr(&a, &ss);
+	if (ss.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	if (s->tls_cert)
+		flags |= MHD_USE_TLS;
+	if (!threads) {
+		long c = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = c > 0 ? (unsigned)c : 1;
+	}
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, threads, NULL };
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT,
+					     o->connection_limit ? o->connection_limit : 10000,
+					     NULL };
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT,
+					     o->timeout_s ? o->timeout_s : 30, NULL };
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
+					     (intptr_t)(void *)http_completed, s };
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL };
+	if (s->tls_cert) {
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key };
+	}
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_END, 0, NULL };
+
+	/* The logger must be the first option or libmicrohttpd logs the
+	 * others' problems to stderr itself. */
+	d = MHD_start_daemon(flags, 0, NULL, NULL, http_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+			     http_mhd_log, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+	if (!d) {
+		snprintf(err, errsize, "%s: cannot listen on %.*s (address in use, not local, or bad TLS files)",
+			 o->name, (int)len, spec);
+		return -EADDRINUSE;
+	}
+	di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+	s->port[s->nd] = di ? di->port : -1;
+	s->d[s->nd++] = d;
+	return 0;
+}
+
+struct http_server *
+http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
+{
+	struct http_server *s = calloc(1, sizeof(*s));
+	const char *p;
+
+	if (!s) {
+		snprintf(err, errsize, "out of memory");
+		return NULL;
+	}
+	if (sodium_init() < 0) {
+		snprintf(err, errsize, "libsodium failed to initialise");
+		free(s);
+		return NULL;
+	}
+	pthread_mutex_init(&s->swap_lock, NULL);
+	s->name = strdup(o->name ? o->name : "http");
+	s->routes = o->routes;
+	s->nroutes = o->nroutes;
+	s->arg = o->arg;
+	s->max_body = o->max_body ? o->max_body : 65536;
+	s->registry = o->registry;
+	s->metrics = o->metrics;
+	atomic_store(&s->access_log, o->access_log);
+	if (!s->name)
+		goto fail;
+	if (s->metrics) {
+		s->duration = met_child(s->metrics->duration, s->name);
+		s->inflight_g = met_child(s->metrics->inflight, s->name);
+	}
+	if ((o->tls_cert_file && *o->tls_cert_file) != (o->tls_key_file && *o->tls_key_file)) {
+		snprintf(err, errsize, "%s: tls_cert and tls_key must be set together", s->name);
+		goto fail;
+	}
+	if (o->tls_cert_file && *o->tls_cert_file) {
+		s->tls_cert = http_read_file(o->tls_cert_file, err, errsize);
+		if (!s->tls_cert)
+			goto fail;
+		s->tls_key = http_read_file(o->tls_key_file, err, errsize);
+		if (!s->tls_key)
+			goto fail;
+	}
+	for (p = o->listen; p && *p;) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		if (!len)
+			break;
+		if (http_start_one(s, o, p, len, err, errsize) < 0)
+			goto fail;
+		p += len;
+	}
+	if (!s->nd) {
+		snprintf(err, errsize, "%s: no listen address given", s->name);
+		goto fail;
+	}
+	return s;
+fail:
+	http_server_free(s);
+	return NULL;
+}
+
+int
+http_server_port(const struct http_server *s, size_t i)
+{
+	return i < s->nd ? s->port[i] : -1;
+}
+
+void
+http_server_drain(struct http_server *s, int timeout_ms)
+{
+	if (!s || s->drained)
+		return;
+	s->drained = true;
+	for (size_t i = 0; i < s->nd; i++) {
+		MHD_socket fd = MHD_quiesce_daemon(s->d[i]);
+		if (fd != MHD_INVALID_SOCKET)
+			close(fd);
+	}
+	for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < timeout_ms; waited += 10)
+		usleep(10000);
+	if (atomic_load(&s->inflight) > 0)
+		log_warn("%s: %d requests still in flight after %d ms; closing them", s->name,
+			 atomic_load(&s->inflight), timeout_ms);
+	for (size_t i = 0; i < s->nd; i++)
+		MHD_stop_daemon(s->d[i]);
+	s->nd = 0;
+}
+
+void
+http_server_free(struct http_server *s)
+{
+	if (!s)
+		return;
+	http_server_drain(s, 0);
+	addr_list_free(atomic_load(&s->trusted));
+	addr_list_free(s->trusted_old);
+	free(atomic_load(&s->token));
+	free(s->token_old);
+	if (s->tls_key)
+		sodium_memzero(s->tls_key, strlen(s->tls_key));
+	free(s->tls_key);
+	free(s->tls_cert);
+	free(s->name);
+	pthread_mutex_destroy(&s->swap_lock);
+	free(s);
+}
+
+/* ---------------------------------------------------------------- admin */
+
+void
+http_handle_healthz(struct http_req *r, void *arg)
+{
+	(void)arg;
+	http_reply_data(r, 200, "text/plain; charset=utf-8", "ok\n", 3);
+}
+
+void
+http_handle_metrics(struct http_req *r, void *arg)
+{
+	size_t len;
+	char *text;
+	(void)arg;
+
+	if (!r->srv->registry) {
+		http_reply_error(r, 404, "not_found", "no metrics on this listener");
+		return;
+	}
+	text = met_render(r->srv->registry, &len);
+	if (!text) {
+		http_reply_error(r, 500, "internal", "out of memory rendering metrics");
+		return;
+	}
+	http_reply_take(r, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}

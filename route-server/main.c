@@ -1,0 +1,375 @@
+// SPDX-License-Identifier: MIT
+/* route-server: argv, config, start-up, the signal loop and teardown. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmn.h"
+#include "log.h"
+#include "route.h"
+
+#define ROUTE_SUMMARY "geo-IP PeerID allocation and domain routing (seed 001 §3.1.1)"
+
+/* Checks the keys whose syntax the table alone cannot express. */
+static int
+route_validate(const struct cfg *cfg, char *err, size_t errsize)
+{
+	struct addr_list *l;
+	int e;
+	size_t pos;
+
+	if (log_parse_level(cfg_str(cfg, "server", "log_level")) < 0) {
+		snprintf(err, errsize, "server.log_level: \"%s\" is not debug, info, notice, warning or err",
+			 cfg_str(cfg, "server", "log_level"));
+		return -EINVAL;
+	}
+	l = addr_list_parse(cfg_str(cfg, "server", "trusted_proxies"), &e, &pos);
+	if (!l) {
+		snprintf(err, errsize, "server.trusted_proxies: bad entry at offset %zu", pos);
+		return -EINVAL;
+	}
+	addr_list_free(l);
+	return 0;
+}
+
+static void
+route_apply_reloadable(struct route_env *env, const struct cfg *cfg)
+{
+	const char *tp = cfg_str(cfg, "server", "trusted_proxies");
+	log_set_level(log_parse_level(cfg_str(cfg, "server", "log_level")));
+	http_server_set_trusted(env->api, addr_list_parse(tp, NULL, NULL));
+	http_server_set_trusted(env->admin, addr_list_parse(tp, NULL, NULL));
+	http_server_set_access_log(env->api, cfg_bool(cfg, "server", "access_log"));
+	http_server_set_access_log(env->admin, cfg_bool(cfg, "server", "access_log"));
+	http_server_set_admin_token(env->admin, cfg_str(cfg, "server", "admin_token"));
+}
+
+/* SIGHUP: build the new state aside; swap only when all of it loaded. */
+static void
+route_reload(struct route_env *env)
+{
+	char err[512], fixed[512];
+	struct cfg *cfg;
+	struct route_state *st, *old;
+
+	dmn_notify("RELOADING=1");
+	cfg = cfg_load(route_cfg_table, route_cfg_n, env->cfg_path, err, sizeof(err));
+	if (!cfg || route_validate(cfg, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		cfg_free(cfg);
+		goto out;
+	}
+	st = route_state_new(cfg, err, sizeof(err));
+	if (!st) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		cfg_free(cfg);
+		goto out;
+	}
+	if (cfg_diff_fixed(env->cfg0, cfg, fixed, sizeof(fixed)) > 0)
+		log_warn("reload: %s changed but only take effect after a restart", fixed);
+	route_apply_reloadable(env, cfg);
+	pthread_mutex_lock(&env->lock);
+	route_state_free(env->state_old);
+	old = atomic_exchange(&env->state, st);
+	env->state_old = old;
+	pthread_mutex_unlock(&env->lock);
+	route_refresh_soon(env);
+	log_notice("configuration reloaded from %s", env->cfg_path);
+out:
+	dmn_notify("READY=1");
+}
+
+static void
+route_collect(void *arg)
+{
+	struct route_env *env = arg;
+	struct rds_stats rs;
+
+	rds_get_stats(env->rds, &rs);
+	met_set(env->m.redis_up, rs.up);
+	met_set(env->m.redis_commands, (double)rs.commands);
+	met_set(env->m.redis_errors, (double)rs.errors);
+	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	pthread_mutex_lock(&env->lock);
+	met_set(env->m.pending, (double)env->npending);
+	pthread_mutex_unlock(&env->lock);
+}
+
+static int
+route_metrics_init(struct route_env *env)
+{
+	struct met_registry *r = env->reg;
+	struct met *m;
+
+	if (http_metrics_init(&env->http_metrics, r) < 0)
+		return -ENOMEM;
+	env->m.allocations = met_new(r, MET_COUNTER, "p2pcdn_route_allocations_total",
+				     "PeerIDs allocated, by domain.", "domain", NULL, 0);
+	m = met_new(r, MET_COUNTER, "p2pcdn_route_peerid_collisions_total",
+		    "Random node values that were already taken.", NULL, NULL, 0);
+	env->m.collisions = m ? met_child(m) : NULL;
+	m = met_new(r, MET_GAUGE, "p2pcdn_route_generation",
+		    "Generation of the domains and rules loaded.", NULL, NULL, 0);
+	env->m.generation = m ? met_child(m) : NULL;
+	env->m.geo_misses = met_new(r, MET_COUNTER, "p2pcdn_route_geo_misses_total",
+				    "Route requests sent to the default domain for lack of geo data.",
+				    "reason", NULL, 0);
+	m = met_new(r, MET_GAUGE, "p2pcdn_route_pending_codes",
+		    "Region/city names waiting for a code.", NULL, NULL, 0);
+	env->m.pending = m ? met_child(m) : NULL;
+	m = met_new(r, MET_GAUGE, "p2pcdn_redis_up", "1 when the last Redis call succeeded.", NULL,
+		    NULL, 0);
+	env->m.redis_up = m ? met_child(m) : NULL;
+	m = met_new(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.", NULL,
+		    NULL, 0);
+	env->m.redis_commands = m ? met_child(m) : NULL;
+	m = met_new(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.", NULL, NULL,
+		    0);
+	env->m.redis_errors = m ? met_child(m) : NULL;
+	m = met_new(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.", NULL, NULL, 0);
+	env->m.uptime = m ? met_child(m) : NULL;
+	m = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
+	if (m)
+		met_set(met_child(m, P2PCDN_VERSION), 1);
+	if (!env->m.allocations || !env->m.collisions || !env->m.generation ||
+	    !env->m.geo_misses || !env->m.pending || !env->m.redis_up || !env->m.redis_commands ||
+	    !env->m.redis_errors || !env->m.uptime || !m)
+		return -ENOMEM;
+	return met_add_collector(r, route_collect, env);
+}
+
+static struct http_server *
+route_listen(struct route_env *env, const char *name, const char *listen,
+	     const struct http_route *routes, size_t n, bool tls, char *err, size_t errsize)
+{
+	const struct cfg *c = env->cfg0;
+	struct http_server_opts o = {
+		.name = name,
+		.listen = listen,
+		.threads = (unsigned)cfg_int(c, "server", "threads"),
+		.connection_limit = (unsigned)cfg_int(c, "server", "connection_limit"),
+		.timeout_s = (unsigned)cfg_int(c, "server", "request_timeout_s"),
+		.max_body = (size_t)cfg_int(c, "server", "max_body"),
+		.tls_cert_file = tls ? cfg_str(c, "server", "tls_cert") : NULL,
+		.tls_key_file = tls ? cfg_str(c, "server", "tls_key") : NULL,
+		.access_log = cfg_bool(c, "server", "access_log"),
+		.routes = routes,
+		.nroutes = n,
+		.arg = env,
+		.registry = env->reg,
+		.metrics = &env->http_metrics,
+	};
+	return http_server_start(&o, err, errsize);
+}
+
+static void
+route_sample(struct route_env *env)
+{
+	unsigned long long now = atomic_load(&env->lookups);
+	pthread_mutex_lock(&env->lock);
+	env->ring_pos = (env->ring_pos + 1) % 11;
+	env->lookup_ring[env->ring_pos] = now;
+	/* The slot after the newest is the oldest: ten seconds back. */
+	unsigned long long then = env->lookup_ring[(env->ring_pos + 1) % 11];
+	env->lookups_per_s = (double)(now - then) / 10.0;
+	pthread_mutex_unlock(&env->lock);
+}
+
+static int
+route_migrate(struct pg_pool *pg)
+{
+	char err[512];
+	PGconn *c = pg_acquire(pg);
+	int n;
+
+	if (!c) {
+		log_err("migrate: no PostgreSQL connection");
+		return 1;
+	}
+	n = pg_migrate(c, err, sizeof(err));
+	pg_release(pg, c);
+	if (n < 0) {
+		log_err("migrate failed: %s", err);
+		return 1;
+	}
+	printf("schema at version %d (%d migration%s applied)\n", pg_schema_latest(), n,
+	       n == 1 ? "" : "s");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct route_env env = { 0 };
+	struct cfg_args args;
+	struct route_state *st = NULL;
+	struct route_snap *snap = NULL;
+	char err[1024];
+	int r, ret = 1;
+
+	if (dmn_signals_init() < 0) {
+		fprintf(stderr, "route-server: cannot set up signals\n");
+		return 1;
+	}
+	log_init("route-server");
+	r = cfg_args_parse(argc, argv, "route-server", ROUTE_SUMMARY, route_cfg_table, route_cfg_n,
+			   &args);
+	if (r)
+		return r > 0 ? 0 : 2;
+	env.cfg_path = args.config;
+	env.cfg0 = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
+	if (!env.cfg0 || route_validate(env.cfg0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "route-server: %s\n", err);
+		cfg_free(env.cfg0);
+		return 1;
+	}
+	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
+	pthread_mutex_init(&env.lock, NULL);
+	pthread_cond_init(&env.wake, NULL);
+	env.started_ms = dmn_now_ms();
+
+	if (args.check) {
+		/* Open the databases too: a path typo should fail here, not at start. */
+		struct cfg *copy = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
+		st = copy ? route_state_new(copy, err, sizeof(err)) : NULL;
+		if (!st) {
+			fprintf(stderr, "route-server: %s\n", err);
+			cfg_free(copy);
+			goto out;
+		}
+		printf("%s: configuration OK\n", args.config);
+		route_state_free(st);
+		st = NULL;
+		ret = 0;
+		goto out;
+	}
+
+	env.pg = pg_pool_new(cfg_str(env.cfg0, "postgres", "conninfo"),
+			     (int)cfg_int(env.cfg0, "postgres", "pool_size"), 5000, &r, err,
+			     sizeof(err));
+	if (!env.pg) {
+		log_err("PostgreSQL: cannot connect (postgres.conninfo): %s", err);
+		goto out;
+	}
+	if (args.migrate) {
+		ret = route_migrate(env.pg);
+		goto out;
+	}
+	{
+		PGconn *c = pg_acquire(env.pg);
+		r = c ? pg_schema_require(c, pg_schema_latest(), err, sizeof(err)) : -EIO;
+		if (!c)
+			snprintf(err, sizeof(err), "no PostgreSQL connection");
+		if (c)
+			pg_release(env.pg, c);
+		if (r < 0) {
+			log_err("PostgreSQL schema: %s", err);
+			goto out;
+		}
+	}
+	atomic_store(&env.pg_up, true);
+
+	env.reg = met_registry_new();
+	if (!env.reg || route_metrics_init(&env) < 0) {
+		log_err("out of memory setting up metrics");
+		goto out;
+	}
+	struct rds_opts ro = {
+		.host = cfg_str(env.cfg0, "redis", "host"),
+		.port = (int)cfg_int(env.cfg0, "redis", "port"),
+		.password = cfg_str(env.cfg0, "redis", "password"),
+		.db = (int)cfg_int(env.cfg0, "redis", "db"),
+		.prefix = cfg_str(env.cfg0, "redis", "prefix"),
+		.connect_timeout_ms = (int)cfg_int(env.cfg0, "redis", "connect_timeout_ms"),
+		.command_timeout_ms = (int)cfg_int(env.cfg0, "redis", "command_timeout_ms"),
+		.max_backoff_ms = (int)cfg_int(env.cfg0, "redis", "max_backoff_ms"),
+	};
+	env.rds = rds_new(&ro);
+	if (!env.rds) {
+		log_err("out of memory");
+		goto out;
+	}
+	if (rds_ping(env.rds) < 0)
+		log_warn("Redis at %s:%d is not answering yet; /v1/route answers 503 until it does",
+			 ro.host, ro.port);
+
+	struct cfg *cfg = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
+	st = cfg ? route_state_new(cfg, err, sizeof(err)) : NULL;
+	if (!st) {
+		log_err("%s", err);
+		cfg_free(cfg);
+		goto out;
+	}
+	atomic_store(&env.state, st);
+	st = NULL;
+	{
+		PGconn *c = pg_acquire(env.pg);
+		r = c ? route_snap_load(&env, c, &snap, err, sizeof(err)) : -EIO;
+		if (c)
+			pg_release(env.pg, c);
+		if (r < 0) {
+			log_err("loading domains and rules: %s", c ? err : "no PostgreSQL connection");
+			goto out;
+		}
+		atomic_store(&env.snap, snap);
+		met_set(env.m.generation, (double)snap->generation);
+		if (!route_snap_domain(snap, atomic_load(&env.state)->default_domain))
+			log_warn("default domain \"%s\" does not exist yet: unmatched clients get "
+				 "503 until an operator adds it",
+				 atomic_load(&env.state)->default_domain);
+	}
+	if (route_refresher_start(&env) < 0) {
+		log_err("cannot start the refresher thread");
+		goto out;
+	}
+	env.api = route_listen(&env, "api", cfg_str(env.cfg0, "server", "listen"), route_api_routes,
+			       route_api_nroutes, true, err, sizeof(err));
+	if (!env.api) {
+		log_err("%s", err);
+		goto out;
+	}
+	env.admin = route_listen(&env, "admin", cfg_str(env.cfg0, "server", "admin_listen"),
+				 route_admin_routes, route_admin_nroutes, false, err, sizeof(err));
+	if (!env.admin) {
+		log_err("%s", err);
+		goto out;
+	}
+	route_apply_reloadable(&env, env.cfg0);
+	log_notice("ready: api on %s, admin on %s, %zu domains, %zu rules, generation %lld",
+		   cfg_str(env.cfg0, "server", "listen"), cfg_str(env.cfg0, "server", "admin_listen"),
+		   snap->ndomains, snap->nrules, snap->generation);
+	dmn_notify("READY=1");
+
+	for (;;) {
+		enum dmn_event ev = dmn_wait(1000);
+		if (ev == DMN_STOP)
+			break;
+		if (ev == DMN_RELOAD)
+			route_reload(&env);
+		else
+			route_sample(&env);
+	}
+	dmn_notify("STOPPING=1");
+	log_notice("stopping: draining requests in flight");
+	int drain_ms = (int)cfg_int(env.cfg0, "server", "drain_timeout_s") * 1000;
+	http_server_drain(env.api, drain_ms);
+	http_server_drain(env.admin, 1000);
+	ret = 0;
+	log_notice("stopped");
+out:
+	http_server_free(env.api);
+	http_server_free(env.admin);
+	route_refresher_stop(&env);
+	route_snap_free(atomic_load(&env.snap));
+	route_snap_free(env.snap_old);
+	route_state_free(atomic_load(&env.state));
+	route_state_free(env.state_old);
+	rds_free(env.rds);
+	pg_pool_free(env.pg);
+	met_registry_free(env.reg);
+	cfg_free(env.cfg0);
+	pthread_cond_destroy(&env.wake);
+	pthread_mutex_destroy(&env.lock);
+	return ret;
+}

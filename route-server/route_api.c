@@ -1,0 +1,889 @@
+// SPDX-License-Identifier: MIT
+/* route-server: HTTP handlers of the public API and the admin listener. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmn.h"
+#include "log.h"
+#include "peerid.h"
+#include "route.h"
+
+#define ROUTE_SOURCES_MAX 256
+
+static json_t *
+route_str_or_null(const char *s)
+{
+	return s && *s ? json_string(s) : json_null();
+}
+
+static json_t *
+route_geo_json(const struct route_geo *g)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "ip", json_string(g->ip));
+	json_object_set_new(o, "country", route_str_or_null(g->found ? g->country : NULL));
+	json_object_set_new(o, "region", route_str_or_null(g->region));
+	json_object_set_new(o, "city", route_str_or_null(g->city));
+	json_object_set_new(o, "latitude", g->has_loc ? json_real(g->lat) : json_null());
+	json_object_set_new(o, "longitude", g->has_loc ? json_real(g->lon) : json_null());
+	json_object_set_new(o, "asn", g->has_asn ? json_integer(g->asn) : json_null());
+	json_object_set_new(o, "nettype", json_integer(g->nettype));
+	json_object_set_new(o, "nettype_name", json_string(route_nettype_name(g->nettype)));
+	json_object_set_new(o, "private", json_boolean(g->private_addr));
+	return o;
+}
+
+static json_t *
+route_index_json(const struct route_domain *d)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < d->nindex; i++)
+		json_array_append_new(a, json_string(d->index_servers[i]));
+	return a;
+}
+
+/* Everything of a PeerID but the node: fields from geo, codes from the
+ * snapshot (queueing names that have none yet). */
+static void
+route_fields(struct route_env *env, const struct route_snap *snap, const struct route_geo *g,
+	     struct peerid_fields *f)
+{
+	memset(f, 0, sizeof(*f));
+	if (!g->found)
+		return;
+	f->country = peerid_country_index(g->country);
+	f->nettype = g->nettype;
+	route_snap_codes(snap, f->country, g, &f->region, &f->city);
+	if (f->country && ((g->region[0] && !f->region) || (g->city[0] && !f->city)))
+		route_queue_codes(env, f->country, g);
+	/* One autonomous system = one neighbourhood; 32-bit ASNs fold into 16. */
+	if (g->has_asn)
+		f->area = (g->asn & 0xffff) ^ (g->asn >> 16);
+}
+
+static void
+route_handle_route(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	struct route_state *st = atomic_load(&env->state);
+	const struct route_snap *snap = atomic_load(&env->snap);
+	const struct route_domain *d;
+	struct route_geo g;
+	struct peerid_fields f;
+	char hex[PEERID_HEX_LEN + 1], ttl[24];
+	uint64_t id = 0;
+	bool got = false;
+
+	atomic_fetch_add_explicit(&env->lookups, 1, memory_order_relaxed);
+	route_geo_lookup(st, http_req_client(req), &g);
+	if (g.private_addr)
+		met_add(met_child(env->m.geo_misses, "private"), 1);
+	else if (!g.found)
+		met_add(met_child(env->m.geo_misses, "not_found"), 1);
+	d = route_snap_choose(snap, &g, st->default_domain);
+	if (!d) {
+		http_reply_retry(req, 503, 10, "domain_not_configured",
+				 "domain \"%s\" is not in the database yet; an operator must add "
+				 "it (PUT /v1/admin/domains/NAME)",
+				 st->default_domain);
+		return;
+	}
+	route_fields(env, snap, &g, &f);
+	snprintf(ttl, sizeof(ttl), "%lld", st->peerid_ttl_s);
+	for (int i = 0; i < st->peerid_attempts; i++) {
+		int err;
+		char key[128];
+		f.node = randombytes_uniform(PEERID_NODE_MAX + 1);
+		peerid_encode(&f, &id);
+		peerid_format(id, hex, sizeof(hex));
+		snprintf(key, sizeof(key), "%speerid:{%s}", rds_prefix(env->rds), hex);
+		/* SET NX EX: unique and reserved in one round trip. */
+		redisReply *rep = rds_command(env->rds, &err, "SET %s %s NX EX %s", key, d->name, ttl);
+		if (!rep) {
+			http_reply_retry(req, 503, 1, "redis_unavailable",
+					 "the PeerID store is unreachable; retry shortly");
+			return;
+		}
+		bool ok = rep->type == REDIS_REPLY_STATUS;
+		bool error = rep->type == REDIS_REPLY_ERROR;
+		freeReplyObject(rep);
+		if (error) {
+			http_reply_retry(req, 503, 1, "redis_unavailable",
+					 "the PeerID store refused the write");
+			return;
+		}
+		if (ok) {
+			got = true;
+			break;
+		}
+		met_add(env->m.collisions, 1);
+	}
+	if (!got) {
+		http_reply_retry(req, 503, 5, "peerid_exhausted",
+				 "no free PeerID found for this network neighbourhood after %d tries",
+				 st->peerid_attempts);
+		return;
+	}
+	met_add(d->allocations, 1);
+	json_t *o = json_object();
+	json_object_set_new(o, "peer_id", json_string(hex));
+	json_object_set_new(o, "domain", json_string(d->name));
+	json_object_set_new(o, "index_servers", route_index_json(d));
+	json_object_set_new(o, "ttl", json_integer(st->peerid_ttl_s));
+	json_object_set_new(o, "geo", route_geo_json(&g));
+	http_reply_json(req, 200, o);
+}
+
+/* ---------------------------------------------------------------- sources */
+
+static bool
+route_channel_ok(const char *ch)
+{
+	size_t len = strlen(ch);
+	return len >= 1 && len <= 128 &&
+	       strspn(ch, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+}
+
+static double
+route_distance_km(double lat1, double lon1, double lat2, double lon2)
+{
+	const double r = 6371.0, rad = M_PI / 180.0;
+	double dlat = (lat2 - lat1) * rad, dlon = (lon2 - lon1) * rad;
+	double a = sin(dlat / 2) * sin(dlat / 2) +
+		   cos(lat1 * rad) * cos(lat2 * rad) * sin(dlon / 2) * sin(dlon / 2);
+	return 2 * r * atan2(sqrt(a), sqrt(1 - a));
+}
+
+struct route_source {
+	const char *id;
+	const char *domain;
+	const char *url;
+	double load, capacity, distance;
+	bool has_distance;
+};
+
+static int
+route_source_cmp(const void *a, const void *b)
+{
+	const struct route_source *x = a, *y = b;
+	if (x->has_distance != y->has_distance)
+		return x->has_distance ? -1 : 1;
+	if (x->has_distance && x->distance != y->distance)
+		return x->distance < y->distance ? -1 : 1;
+	double lx = x->capacity > 0 ? x->load / x->capacity : x->load;
+	double ly = y->capacity > 0 ? y->load / y->capacity : y->load;
+	return lx < ly ? -1 : lx > ly;
+}
+
+static const char *
+route_hash_field(const redisReply *h, const char *name)
+{
+	if (!h || h->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < h->elements; i += 2)
+		if (h->element[i]->type == REDIS_REPLY_STRING &&
+		    strcmp(h->element[i]->str, name) == 0 &&
+		    h->element[i + 1]->type == REDIS_REPLY_STRING)
+			return h->element[i + 1]->str;
+	return NULL;
+}
+
+static void
+route_handle_sources(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	const struct route_snap *snap = atomic_load(&env->snap);
+	const char *ch = http_req_param(req, 0);
+	const char *dom = http_req_query(req, "domain");
+	const struct route_domain *self;
+	char key[256], now[24];
+	int err;
+
+	if (!route_channel_ok(ch)) {
+		http_reply_error(req, 400, "bad_request",
+				 "channel must be 1-128 characters of A-Z a-z 0-9 . _ -");
+		return;
+	}
+	if (!dom || !*dom) {
+		http_reply_error(req, 400, "bad_request", "query parameter domain is required");
+		return;
+	}
+	self = route_snap_domain(snap, dom);
+	if (!self) {
+		http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"", dom);
+		return;
+	}
+	snprintf(key, sizeof(key), "%schan:{%s}:caches", rds_prefix(env->rds), ch);
+	snprintf(now, sizeof(now), "%lld", dmn_wall_s());
+	redisReply *ids = rds_command(env->rds, &err, "ZRANGEBYSCORE %s (%s +inf LIMIT 0 %d", key,
+				      now, ROUTE_SOURCES_MAX);
+	if (!ids || ids->type != REDIS_REPLY_ARRAY) {
+		if (ids)
+			freeReplyObject(ids);
+		http_reply_retry(req, 503, 1, "redis_unavailable", "the cache registry is unreachable");
+		return;
+	}
+	size_t n = ids->elements;
+	redisReply **hashes = calloc(n + 1, sizeof(*hashes));
+	struct route_source *src = calloc(n + 1, sizeof(*src));
+	struct rds_pipe *p = n ? rds_pipe_begin(env->rds) : NULL;
+	if (!hashes || !src || (n && !p)) {
+		if (p)
+			rds_pipe_end(p);
+		freeReplyObject(ids);
+		free(hashes);
+		free(src);
+		http_reply_retry(req, 503, 1, "redis_unavailable", "the cache registry is unreachable");
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "%scache:{%s}", rds_prefix(env->rds),
+			 ids->element[i]->type == REDIS_REPLY_STRING ? ids->element[i]->str : "");
+		rds_pipe_add(p, "HGETALL %s", key);
+	}
+	if (n && rds_pipe_exec(p, hashes, n) < 0) {
+		rds_pipe_end(p);
+		freeReplyObject(ids);
+		free(hashes);
+		free(src);
+		http_reply_retry(req, 503, 1, "redis_unavailable", "the cache registry is unreachable");
+		return;
+	}
+	if (p)
+		rds_pipe_end(p);
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *d = route_hash_field(hashes[i], "domain");
+		const char *url = route_hash_field(hashes[i], "url");
+		if (!d || !url || strcmp(d, self->name) == 0)
+			continue; /* expired hash, or this domain's own cache */
+		const struct route_domain *other = route_snap_domain(snap, d);
+		const char *load = route_hash_field(hashes[i], "load");
+		const char *cap = route_hash_field(hashes[i], "capacity");
+		src[m].id = ids->element[i]->str;
+		src[m].domain = d;
+		src[m].url = url;
+		src[m].load = load ? strtod(load, NULL) : 0;
+		src[m].capacity = cap ? strtod(cap, NULL) : 0;
+		if (other && other->has_loc && self->has_loc) {
+			src[m].has_distance = true;
+			src[m].distance = route_distance_km(self->lat, self->lon, other->lat,
+							    other->lon);
+		}
+		m++;
+	}
+	qsort(src, m, sizeof(*src), route_source_cmp);
+	json_t *arr = json_array();
+	for (size_t i = 0; i < m; i++) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:f, s:f}", "cache_id", src[i].id, "domain",
+				      src[i].domain, "url", src[i].url, "load", src[i].load,
+				      "capacity", src[i].capacity);
+		json_object_set_new(o, "distance_km",
+				    src[i].has_distance ? json_real(round(src[i].distance * 10) / 10)
+							: json_null());
+		json_array_append_new(arr, o);
+	}
+	json_t *out = json_pack("{s:s, s:s, s:o}", "channel", ch, "domain", self->name, "sources", arr);
+	for (size_t i = 0; i < n; i++)
+		if (hashes[i])
+			freeReplyObject(hashes[i]);
+	free(hashes);
+	free(src);
+	freeReplyObject(ids);
+	http_reply_json(req, 200, out);
+}
+
+const struct http_route route_api_routes[] = {
+	{ "GET", "/v1/route", route_handle_route, false },
+	{ "GET", "/v1/streams/{}/sources", route_handle_sources, false },
+};
+const size_t route_api_nroutes = sizeof(route_api_routes) / sizeof(route_api_routes[0]);
+
+/* ---------------------------------------------------------------- admin */
+
+static PGconn *
+route_pg(struct route_env *env, struct http_req *req)
+{
+	PGconn *c = pg_acquire(env->pg);
+	if (!c)
+		http_reply_retry(req, 503, 2, "postgres_unavailable",
+				 "the configuration database is unreachable");
+	return c;
+}
+
+static bool
+route_domain_name_ok(const char *s)
+{
+	size_t len = strlen(s);
+	if (len < 1 || len > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == len;
+}
+
+static json_t *
+route_domain_row_json(const PGresult *res, int i)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(PQgetvalue(res, i, 0)));
+	json_t *idx = json_loads(PQgetvalue(res, i, 1), 0, NULL);
+	json_object_set_new(o, "index_servers", idx ? idx : json_array());
+	json_object_set_new(o, "latitude", PQgetisnull(res, i, 2)
+						   ? json_null()
+						   : json_real(strtod(PQgetvalue(res, i, 2), NULL)));
+	json_object_set_new(o, "longitude", PQgetisnull(res, i, 3)
+						    ? json_null()
+						    : json_real(strtod(PQgetvalue(res, i, 3), NULL)));
+	return o;
+}
+
+static void
+route_handle_domains_list(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	char err[256];
+	PGconn *c = route_pg(env, req);
+	if (!c)
+		return;
+	PGresult *res = pg_query(c,
+				 "SELECT name, array_to_json(index_servers)::text, latitude, longitude "
+				 "FROM domains ORDER BY name",
+				 0, NULL, err, sizeof(err), NULL);
+	pg_release(env->pg, c);
+	if (!res) {
+		http_reply_error(req, 500, "internal", "listing domains failed");
+		log_err("listing domains: %s", err);
+		return;
+	}
+	json_t *arr = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(arr, route_domain_row_json(res, i));
+	PQclear(res);
+	http_reply_json(req, 200, json_pack("{s:o}", "domains", arr));
+}
+
+/* Returns 0 and a JSON text of the validated index_servers array. */
+static int
+route_check_index_servers(struct http_req *req, json_t *v, char **ret_json)
+{
+	size_t i;
+	json_t *s;
+
+	if (!json_is_array(v) || json_array_size(v) > 64) {
+		http_reply_error(req, 400, "bad_request",
+				 "index_servers must be an array of at most 64 URLs");
+		return -EINVAL;
+	}
+	json_array_foreach(v, i, s)
+	{
+		const char *u = json_string_value(s);
+		if (!u || strlen(u) > 512 ||
+		    (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) ||
+		    strpbrk(u, " \t\r\n\"")) {
+			http_reply_error(req, 400, "bad_request",
+					 "index_servers[%zu] must be an http:// or https:// URL", i);
+			return -EINVAL;
+		}
+	}
+	*ret_json = json_dumps(v, JSON_COMPACT);
+	return *ret_json ? 0 : -ENOMEM;
+}
+
+static int
+route_check_coord(struct http_req *req, json_t *v, const char *name, double limit, char *buf,
+		  size_t size, const char **ret)
+{
+	if (!v || json_is_null(v)) {
+		*ret = NULL;
+		return 0;
+	}
+	if (!json_is_number(v) || fabs(json_number_value(v)) > limit) {
+		http_reply_error(req, 400, "bad_request", "%s must be a number in [-%g, %g] or null",
+				 name, limit, limit);
+		return -EINVAL;
+	}
+	snprintf(buf, size, "%.7f", json_number_value(v));
+	*ret = buf;
+	return 0;
+}
+
+static int
+route_reject_unknown(struct http_req *req, json_t *body, const char *const *known)
+{
+	const char *k;
+	json_t *v;
+	json_object_foreach(body, k, v)
+	{
+		bool ok = false;
+		for (size_t i = 0; known[i]; i++)
+			ok = ok || strcmp(k, known[i]) == 0;
+		if (!ok) {
+			http_reply_error(req, 400, "unknown_field", "unknown field \"%.64s\"", k);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+static void
+route_handle_domain_put(struct http_req *req, void *arg)
+{
+	static const char *const known[] = { "index_servers", "latitude", "longitude", NULL };
+	struct route_env *env = arg;
+	const char *name = http_req_param(req, 0), *lat, *lon;
+	char latb[32], lonb[32], err[256];
+	char *idx = NULL;
+	json_t *body;
+
+	if (!route_domain_name_ok(name)) {
+		http_reply_error(req, 400, "bad_domain_name",
+				 "domain names are 1-63 of a-z 0-9 _ - starting with a letter or digit");
+		return;
+	}
+	if (http_req_json(req, &body) < 0)
+		return;
+	if (route_reject_unknown(req, body, known) < 0 ||
+	    route_check_index_servers(req, json_object_get(body, "index_servers"), &idx) < 0 ||
+	    route_check_coord(req, json_object_get(body, "latitude"), "latitude", 90, latb,
+			      sizeof(latb), &lat) < 0 ||
+	    route_check_coord(req, json_object_get(body, "longitude"), "longitude", 180, lonb,
+			      sizeof(lonb), &lon) < 0)
+		goto out;
+	if ((lat == NULL) != (lon == NULL)) {
+		http_reply_error(req, 400, "bad_request", "latitude and longitude go together");
+		goto out;
+	}
+	PGconn *c = route_pg(env, req);
+	if (!c)
+		goto out;
+	const char *p[] = { name, idx, lat, lon };
+	PGresult *res = pg_query(
+		c,
+		"INSERT INTO domains (name, index_servers, latitude, longitude) VALUES ($1, "
+		"ARRAY(SELECT json_array_elements_text($2::json)), $3, $4) ON CONFLICT (name) DO "
+		"UPDATE SET index_servers = EXCLUDED.index_servers, latitude = EXCLUDED.latitude, "
+		"longitude = EXCLUDED.longitude, updated_at = now() RETURNING name, "
+		"array_to_json(index_servers)::text, latitude, longitude, (xmax = 0)",
+		4, p, err, sizeof(err), NULL);
+	pg_release(env->pg, c);
+	if (!res) {
+		log_err("saving domain %s: %s", name, err);
+		http_reply_error(req, 500, "internal", "saving the domain failed");
+		goto out;
+	}
+	bool created = PQgetvalue(res, 0, 4)[0] == 't';
+	json_t *o = route_domain_row_json(res, 0);
+	PQclear(res);
+	log_notice("admin: domain %s %s", name, created ? "created" : "replaced");
+	route_refresh_soon(env);
+	http_reply_json(req, created ? 201 : 200, o);
+out:
+	free(idx);
+	json_decref(body);
+}
+
+static void
+route_handle_domain_delete(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	const char *name = http_req_param(req, 0);
+	char err[256], state[6];
+	PGconn *c = route_pg(env, req);
+	if (!c)
+		return;
+	const char *p[] = { name };
+	PGresult *res = pg_query(c, "DELETE FROM domains WHERE name = $1", 1, p, err, sizeof(err),
+				 state);
+	pg_release(env->pg, c);
+	if (!res) {
+		if (strcmp(state, "23503") == 0) {
+			http_reply_error(req, 409, "domain_in_use",
+					 "rules still send clients to domain \"%.64s\"; change or "
+					 "delete them first",
+					 name);
+			return;
+		}
+		log_err("deleting domain %s: %s", name, err);
+		http_reply_error(req, 500, "internal", "deleting the domain failed");
+		return;
+	}
+	bool found = strcmp(PQcmdTuples(res), "0") != 0;
+	PQclear(res);
+	if (!found) {
+		http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"", name);
+		return;
+	}
+	log_notice("admin: domain %s deleted", name);
+	route_refresh_soon(env);
+	http_reply_json(req, 204, NULL);
+}
+
+#define ROUTE_RULE_COLS "id, priority, country, nettype, region, city, domain"
+
+static json_t *
+route_rule_row_json(const PGresult *res, int i)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_integer(strtoll(PQgetvalue(res, i, 0), NULL, 10)));
+	json_object_set_new(o, "priority", json_integer(atoi(PQgetvalue(res, i, 1))));
+	json_object_set_new(o, "country",
+			    PQgetisnull(res, i, 2) ? json_null() : json_string(PQgetvalue(res, i, 2)));
+	if (PQgetisnull(res, i, 3)) {
+		json_object_set_new(o, "nettype", json_null());
+	} else {
+		int nt = atoi(PQgetvalue(res, i, 3));
+		json_object_set_new(o, "nettype", json_integer(nt));
+		json_object_set_new(o, "nettype_name", json_string(route_nettype_name((unsigned)nt)));
+	}
+	json_object_set_new(o, "region",
+			    PQgetisnull(res, i, 4) ? json_null() : json_string(PQgetvalue(res, i, 4)));
+	json_object_set_new(o, "city",
+			    PQgetisnull(res, i, 5) ? json_null() : json_string(PQgetvalue(res, i, 5)));
+	json_object_set_new(o, "domain", json_string(PQgetvalue(res, i, 6)));
+	return o;
+}
+
+static void
+route_handle_rules_list(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	char err[256];
+	PGconn *c = route_pg(env, req);
+	if (!c)
+		return;
+	PGresult *res = pg_query(c, "SELECT " ROUTE_RULE_COLS " FROM domain_rules ORDER BY priority, id",
+				 0, NULL, err, sizeof(err), NULL);
+	pg_release(env->pg, c);
+	if (!res) {
+		log_err("listing rules: %s", err);
+		http_reply_error(req, 500, "internal", "listing rules failed");
+		return;
+	}
+	json_t *arr = json_array();
+	for (int i = 0; i < PQntuples(res); i++)
+		json_array_append_new(arr, route_rule_row_json(res, i));
+	PQclear(res);
+	http_reply_json(req, 200, json_pack("{s:o}", "rules", arr));
+}
+
+/* A validated rule body as text parameters for SQL (NULL = any). */
+struct route_rule_in {
+	char priority[16], country[3], nettype[12];
+	const char *p_country, *p_nettype, *region, *city, *domain;
+};
+
+static int
+route_string_field(struct http_req *req, json_t *body, const char *name, size_t max,
+		   const char **ret)
+{
+	json_t *v = json_object_get(body, name);
+	*ret = NULL;
+	if (!v || json_is_null(v))
+		return 0;
+	if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > max ||
+	    strlen(json_string_value(v)) != json_string_length(v)) {
+		http_reply_error(req, 400, "bad_request", "%s must be a string of 1-%zu bytes or null",
+				 name, max);
+		return -EINVAL;
+	}
+	*ret = json_string_value(v);
+	return 0;
+}
+
+static int
+route_rule_parse(struct http_req *req, json_t *body, struct route_rule_in *in)
+{
+	static const char *const known[] = { "priority", "country", "nettype", "region",
+					     "city",	 "domain",  NULL };
+	json_t *v;
+	const char *cc;
+
+	memset(in, 0, sizeof(*in));
+	if (route_reject_unknown(req, body, known) < 0)
+		return -EINVAL;
+	v = json_object_get(body, "priority");
+	if (v && (!json_is_integer(v) || json_integer_value(v) < -1000000 ||
+		  json_integer_value(v) > 1000000)) {
+		http_reply_error(req, 400, "bad_request", "priority must be an integer in [-1000000, 1000000]");
+		return -EINVAL;
+	}
+	snprintf(in->priority, sizeof(in->priority), "%lld",
+		 v ? (long long)json_integer_value(v) : 100LL);
+	if (route_string_field(req, body, "country", 2, &cc) < 0)
+		return -EINVAL;
+	if (cc) {
+		if (!peerid_country_index(cc)) {
+			http_reply_error(req, 400, "bad_request",
+					 "country must be an ISO 3166-1 alpha-2 code");
+			return -EINVAL;
+		}
+		in->country[0] = (char)(cc[0] & ~0x20);
+		in->country[1] = (char)(cc[1] & ~0x20);
+		in->p_country = in->country;
+	}
+	v = json_object_get(body, "nettype");
+	if (v && !json_is_null(v)) {
+		int nt = -1;
+		if (json_is_integer(v) && json_integer_value(v) >= 0 && json_integer_value(v) <= 15)
+			nt = (int)json_integer_value(v);
+		else if (json_is_string(v))
+			nt = route_nettype_from_name(json_string_value(v));
+		if (nt < 0) {
+			http_reply_error(req, 400, "bad_request",
+					 "nettype must be 0-15 or a class name (telecom, netcom, "
+					 "unicom, mobile, tietong, cernet, satcom, other, unknown)");
+			return -EINVAL;
+		}
+		snprintf(in->nettype, sizeof(in->nettype), "%d", nt);
+		in->p_nettype = in->nettype;
+	}
+	if (route_string_field(req, body, "region", 128, &in->region) < 0 ||
+	    route_string_field(req, body, "city", 128, &in->city) < 0 ||
+	    route_string_field(req, body, "domain", 63, &in->domain) < 0)
+		return -EINVAL;
+	if (!in->domain) {
+		http_reply_error(req, 400, "bad_request", "domain is required");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static void
+route_rule_write(struct http_req *req, struct route_env *env, const char *id)
+{
+	struct route_rule_in in;
+	char err[256], state[6];
+	json_t *body;
+
+	if (http_req_json(req, &body) < 0)
+		return;
+	if (route_rule_parse(req, body, &in) < 0) {
+		json_decref(body);
+		return;
+	}
+	PGconn *c = route_pg(env, req);
+	if (!c) {
+		json_decref(body);
+		return;
+	}
+	const char *p[] = { in.priority, in.p_country, in.p_nettype, in.region, in.city, in.domain, id };
+	PGresult *res =
+		id ? pg_query(c,
+			      "UPDATE domain_rules SET priority = $1, country = $2, nettype = $3, "
+			      "region = $4, city = $5, domain = $6, updated_at = now() WHERE id = "
+			      "$7::bigint RETURNING " ROUTE_RULE_COLS,
+			      7, p, err, sizeof(err), state)
+		   : pg_query(c,
+			      "INSERT INTO domain_rules (priority, country, nettype, region, city, "
+			      "domain) VALUES ($1, $2, $3, $4, $5, $6) RETURNING " ROUTE_RULE_COLS,
+			      6, p, err, sizeof(err), state);
+	pg_release(env->pg, c);
+	json_decref(body);
+	if (!res) {
+		if (strcmp(state, "23503") == 0)
+			http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"",
+					 in.domain);
+		else if (strcmp(state, "23514") == 0 || strcmp(state, "22P02") == 0)
+			http_reply_error(req, 400, "bad_request", "rule rejected: %s", err);
+		else {
+			log_err("saving rule: %s", err);
+			http_reply_error(req, 500, "internal", "saving the rule failed");
+		}
+		return;
+	}
+	if (PQntuples(res) == 0) {
+		PQclear(res);
+		http_reply_error(req, 404, "unknown_rule", "no rule with id %s", id);
+		return;
+	}
+	json_t *o = route_rule_row_json(res, 0);
+	PQclear(res);
+	log_notice("admin: rule %s %s", id ? id : "new", id ? "changed" : "added");
+	route_refresh_soon(env);
+	http_reply_json(req, id ? 200 : 201, o);
+}
+
+static bool
+route_id_ok(const char *s)
+{
+	size_t len = strlen(s);
+	return len >= 1 && len <= 18 && strspn(s, "0123456789") == len;
+}
+
+static void
+route_handle_rule_post(struct http_req *req, void *arg)
+{
+	route_rule_write(req, arg, NULL);
+}
+
+static void
+route_handle_rule_put(struct http_req *req, void *arg)
+{
+	const char *id = http_req_param(req, 0);
+	if (!route_id_ok(id)) {
+		http_reply_error(req, 404, "unknown_rule", "rule ids are positive integers");
+		return;
+	}
+	route_rule_write(req, arg, id);
+}
+
+static void
+route_handle_rule_delete(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	const char *id = http_req_param(req, 0);
+	char err[256];
+
+	if (!route_id_ok(id)) {
+		http_reply_error(req, 404, "unknown_rule", "rule ids are positive integers");
+		return;
+	}
+	PGconn *c = route_pg(env, req);
+	if (!c)
+		return;
+	const char *p[] = { id };
+	PGresult *res = pg_query(c, "DELETE FROM domain_rules WHERE id = $1::bigint", 1, p, err,
+				 sizeof(err), NULL);
+	pg_release(env->pg, c);
+	if (!res) {
+		log_err("deleting rule %s: %s", id, err);
+		http_reply_error(req, 500, "internal", "deleting the rule failed");
+		return;
+	}
+	bool found = strcmp(PQcmdTuples(res), "0") != 0;
+	PQclear(res);
+	if (!found) {
+		http_reply_error(req, 404, "unknown_rule", "no rule with id %s", id);
+		return;
+	}
+	log_notice("admin: rule %s deleted", id);
+	route_refresh_soon(env);
+	http_reply_json(req, 204, NULL);
+}
+
+static void
+route_handle_lookup(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	struct route_state *st = atomic_load(&env->state);
+	const struct route_snap *snap = atomic_load(&env->snap);
+	const char *ip = http_req_query(req, "ip");
+	struct addr a;
+	struct route_geo g;
+	struct peerid_fields f;
+	uint64_t id;
+	char hex[PEERID_HEX_LEN + 1];
+
+	if (!ip || addr_parse(ip, strlen(ip), false, &a) < 0) {
+		http_reply_error(req, 400, "bad_request", "query parameter ip must be an IPv4 or IPv6 address");
+		return;
+	}
+	route_geo_lookup(st, &a, &g);
+	const struct route_domain *d = route_snap_choose(snap, &g, st->default_domain);
+	route_fields(env, snap, &g, &f);
+	peerid_encode(&f, &id);
+	peerid_format(id, hex, sizeof(hex));
+	hex[10] = '\0'; /* country..area: the node part is what allocation adds */
+	json_t *o = json_object();
+	json_object_set_new(o, "domain", d ? json_string(d->name) : json_null());
+	json_object_set_new(o, "index_servers", d ? route_index_json(d) : json_array());
+	json_object_set_new(o, "peer_id_prefix", json_string(hex));
+	json_object_set_new(o, "region_code", json_integer(f.region));
+	json_object_set_new(o, "city_code", json_integer(f.city));
+	json_object_set_new(o, "area", json_integer(f.area));
+	json_object_set_new(o, "geo", route_geo_json(&g));
+	http_reply_json(req, 200, o);
+}
+
+static void
+route_handle_readyz(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	int rr = rds_ping(env->rds), pr = pg_ping(env->pg);
+	json_t *o = json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable", "postgres",
+			      pr == 0 ? "ok" : "unreachable", "domains_loaded",
+			      atomic_load(&env->snap) != NULL);
+	if (rr == 0 && pr == 0)
+		http_reply_json(req, 200, o);
+	else {
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_json(req, 503, o);
+	}
+}
+
+static void
+route_handle_status(struct http_req *req, void *arg)
+{
+	struct route_env *env = arg;
+	const struct route_snap *snap = atomic_load(&env->snap);
+	struct rds_stats rs;
+	json_t *domains = json_array();
+
+	rds_get_stats(env->rds, &rs);
+	for (size_t i = 0; snap && i < snap->ndomains; i++) {
+		const struct route_domain *d = &snap->domains[i];
+		json_t *rules = json_array();
+		for (size_t j = 0; j < snap->nrules; j++) {
+			const struct route_rule *r = &snap->rules[j];
+			if (r->domain_idx != i)
+				continue;
+			json_t *ro = json_pack("{s:I, s:i}", "id", (json_int_t)r->id, "priority",
+					       r->priority);
+			json_object_set_new(ro, "country", route_str_or_null(r->country));
+			json_object_set_new(ro, "nettype",
+					    r->nettype < 0 ? json_null()
+							   : json_string(route_nettype_name(
+								     (unsigned)r->nettype)));
+			json_object_set_new(ro, "region", route_str_or_null(r->region));
+			json_object_set_new(ro, "city", route_str_or_null(r->city));
+			json_array_append_new(rules, ro);
+		}
+		json_t *o = json_pack("{s:s, s:o, s:o, s:I}", "name", d->name, "index_servers",
+				      route_index_json(d), "rules", rules, "allocations",
+				      (json_int_t)met_value(d->allocations));
+		json_array_append_new(domains, o);
+	}
+	pthread_mutex_lock(&env->lock);
+	size_t pending = env->npending;
+	double lps = env->lookups_per_s;
+	pthread_mutex_unlock(&env->lock);
+	json_t *o = json_object();
+	json_object_set_new(o, "daemon", json_string("route-server"));
+	json_object_set_new(o, "version", json_string(P2PCDN_VERSION));
+	json_object_set_new(o, "uptime_s",
+			    json_integer((dmn_now_ms() - env->started_ms) / 1000));
+	json_object_set_new(o, "generation", snap ? json_integer(snap->generation) : json_null());
+	json_object_set_new(o, "domains", domains);
+	json_object_set_new(o, "rules", json_integer(snap ? (json_int_t)snap->nrules : 0));
+	json_object_set_new(o, "region_codes", json_integer(snap ? (json_int_t)snap->nregions : 0));
+	json_object_set_new(o, "city_codes", json_integer(snap ? (json_int_t)snap->ncities : 0));
+	json_object_set_new(o, "pending_code_assignments", json_integer((json_int_t)pending));
+	json_object_set_new(o, "lookups_total",
+			    json_integer((json_int_t)atomic_load(&env->lookups)));
+	json_object_set_new(o, "lookups_per_s", json_real(round(lps * 10) / 10));
+	json_object_set_new(o, "redis",
+			    json_pack("{s:b, s:I, s:I}", "up", rs.up, "commands",
+				      (json_int_t)rs.commands, "errors", (json_int_t)rs.errors));
+	json_object_set_new(o, "postgres", json_pack("{s:b}", "up", atomic_load(&env->pg_up)));
+	http_reply_json(req, 200, o);
+}
+
+const struct http_route route_admin_routes[] = {
+	{ "GET", "/healthz", http_handle_healthz, false },
+	{ "GET", "/readyz", route_handle_readyz, false },
+	{ "GET", "/status", route_handle_status, false },
+	{ "GET", "/metrics", http_handle_metrics, false },
+	{ "GET", "/v1/admin/domains", route_handle_domains_list, false },
+	{ "PUT", "/v1/admin/domains/{}", route_handle_domain_put, true },
+	{ "DELETE", "/v1/admin/domains/{}", route_handle_domain_delete, true },
+	{ "GET", "/v1/admin/rules", route_handle_rules_list, false },
+	{ "POST", "/v1/admin/rules", route_handle_rule_post, true },
+	{ "PUT", "/v1/admin/rules/{}", route_handle_rule_put, true },
+	{ "DELETE", "/v1/admin/rules/{}", route_handle_rule_delete, true },
+	{ "GET", "/v1/admin/lookup", route_handle_lookup, false },
+};
+const size_t route_admin_nroutes = sizeof(route_admin_routes) / sizeof(route_admin_routes[0]);
