@@ -8,6 +8,12 @@
 #   make install         PREFIX=/usr/local DESTDIR=
 
 VERSION   := 0.1.0
+V         ?= 0
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
 CC        ?= cc
 PREFIX    ?= /usr/local
 DESTDIR   ?=
@@ -54,7 +60,8 @@ deps:
 
 $(B)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $<"
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 # Migrations are compiled into every binary so `--migrate` needs no files.
 $(B)/gen/schema.c: $(SQL) deploy/sql/embed.sh
@@ -74,15 +81,29 @@ $(B)/bin/%: $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(B)/libcom
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# Unit tests of a daemon's logic (test_route_*.c) link its objects but main.o.
+ROUTE_LIB_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out route-server/main.c,$(wildcard route-server/*.c)))
+$(B)/tests/test_route_%: $(B)/tests/unit/test_route_%.o $(ROUTE_LIB_OBJ) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
 $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
 # Fuzz targets: clang + libFuzzer, own build dir (objects never mix).
-$(FUZZ_B)/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+FUZZ_CC := clang -std=gnu11 -g -O1 $(CPPFLAGS) -fsanitize=fuzzer,address,undefined \
+	$(shell pkg-config --cflags $(PKGS))
+ROUTE_LIB_SRC := $(filter-out route-server/main.c,$(wildcard route-server/*.c))
+$(FUZZ_B)/gen/schema.c: $(SQL) deploy/sql/embed.sh
 	@mkdir -p $(dir $@)
-	clang -std=gnu11 -g -O1 $(CPPFLAGS) -fsanitize=fuzzer,address,undefined \
-		$(shell pkg-config --cflags $(PKGS)) -o $@ $< $(COMMON_SRC) $(LDLIBS)
+	deploy/sql/embed.sh $(SQL) >$@
+$(FUZZ_B)/fuzz_route_%: tests/fuzz/fuzz_route_%.c $(COMMON_SRC) $(ROUTE_LIB_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h route-server/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -Iroute-server -o $@ $< $(COMMON_SRC) $(ROUTE_LIB_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
+$(FUZZ_B)/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -o $@ $< $(COMMON_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 

@@ -124,17 +124,6 @@ evl_threads_init(void)
 	evl_threads_rc = evthread_use_pthreads();
 }
 
-static bool
-evl_is_stopping(struct evl *l)
-{
-	bool stopping;
-
-	pthread_mutex_lock(&l->lock);
-	stopping = l->stopping;
-	pthread_mutex_unlock(&l->lock);
-	return stopping;
-}
-
 /* Appends a job and wakes the loop. The wake is activated under the lock so
  * that evl_free() cannot tear the loop down between the two steps. */
 static int
@@ -372,12 +361,6 @@ evl_req_start(void *arg)
 	struct timeval tv;
 
 	LIST_INSERT_HEAD(&l->live, w, link);
-	/* Accepted before evl_free() began, started after: cancelled, as if
-	 * it had been in flight. */
-	if (evl_is_stopping(l)) {
-		evl_req_abort(w, -ECANCELED);
-		return;
-	}
 	w->deadline = evtimer_new(l->base, evl_req_deadline_cb, w);
 	w->conn = evhttp_connection_base_new(l->base, NULL, w->host, w->port);
 	if (w->deadline == NULL || w->conn == NULL) {
@@ -679,13 +662,6 @@ evl_timer_arm(void *arg)
 	struct evl_timer *t = arg;
 	struct timeval tv = evl_tv(t->ms);
 
-	/* Shutdown drops timers that are not due; arming one now would only
-	 * drop it a moment later. */
-	if (evl_is_stopping(t->l)) {
-		event_free(t->ev);
-		free(t);
-		return;
-	}
 	LIST_INSERT_HEAD(&t->l->timers, t, link);
 	evtimer_add(t->ev, &tv);
 }
@@ -722,8 +698,10 @@ evl_call_later(struct evl *l, int ms, void (*fn)(void *arg), void *arg)
 
 /* ---- the loop ---- */
 
-/* Loop thread, once the queue is empty after evl_free() began: drops timers,
- * cancels requests, frees what the reaper has not, and ends the loop. */
+/* Loop thread, once the queue is empty after evl_free() began: drops timers
+ * that are not due, cancels requests, frees what the reaper has not, and
+ * ends the loop. Timers and requests that the final batch of jobs armed or
+ * started are among them, so those jobs need no special case. */
 static void
 evl_shutdown(struct evl *l)
 {
