@@ -34,6 +34,7 @@ struct cfg_parse {
 	char *err;
 	size_t errsize;
 	bool failed;
+	int err_line;
 };
 
 static void
@@ -48,6 +49,7 @@ cfg_error(struct cfg_parse *p, int line, const char *fmt, ...)
 	if (p->failed)
 		return; /* keep the first error: later ones are often consequences */
 	p->failed = true;
+	p->err_line = line;
 	n = snprintf(p->err, p->errsize, "%s:%d: ", p->path, line);
 	if (n < 0 || (size_t)n >= p->errsize)
 		return;
@@ -192,6 +194,11 @@ cfg_reader(char *str, int num, void *stream)
 		p->too_long = true;
 		return NULL;
 	}
+	/* libinih reads an indented line as the continuation of the previous
+	 * value; operators indent keys under sections, so drop the indent. */
+	size_t lead = strspn(str, " \t");
+	if (lead)
+		memmove(str, str + lead, len - lead + 1);
 	return r;
 }
 
@@ -221,12 +228,15 @@ cfg_load(const struct cfg_key *table, size_t n, const char *path, char *err, siz
 	}
 	r = ini_parse_stream(cfg_reader, &p, cfg_handler, &p);
 	fclose(p.f);
-	if (p.failed)
-		goto fail;
-	if (r > 0) {
+	/* libinih goes on after a syntax error and returns its line at the
+	 * end, so a later handler error may have been recorded first. */
+	if (r > 0 && (!p.failed || r < p.err_line)) {
+		p.failed = false;
 		cfg_error(&p, r, "syntax error (expected [section], key = value or a comment)");
 		goto fail;
 	}
+	if (p.failed)
+		goto fail;
 	if (r < 0) {
 		cfg_error(&p, 0, "cannot read");
 		goto fail;

@@ -769,6 +769,23 @@ evl_thread_main(void *arg)
 	return NULL;
 }
 
+/* libevent reads CLOCK_MONOTONIC_COARSE by default, which trails the real
+ * clock by up to a tick (4 ms at HZ=250), so timers could fire that much
+ * before they are due. The precise clock costs one vDSO call per loop. */
+static struct event_base *
+evl_base_new(void)
+{
+	struct event_config *cfg = event_config_new();
+	struct event_base *base;
+
+	if (cfg == NULL)
+		return NULL;
+	event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	base = event_base_new_with_config(cfg);
+	event_config_free(cfg);
+	return base;
+}
+
 struct evl *
 evl_new(void)
 {
@@ -785,7 +802,7 @@ evl_new(void)
 	LIST_INIT(&l->timers);
 	LIST_INIT(&l->live);
 	LIST_INIT(&l->dead);
-	if ((l->base = event_base_new()) == NULL)
+	if ((l->base = evl_base_new()) == NULL)
 		goto fail_base;
 	l->wake = event_new(l->base, -1, 0, evl_wake_cb, l);
 	l->reap = event_new(l->base, -1, 0, evl_reap_cb, l);

@@ -263,7 +263,7 @@ show_examples() {
 		row=$(printf '%s\n' "$body" | perl -MJSON::PP -0777 -ne '
 			my $j = eval { decode_json($_) } or do { print "(no JSON answer)"; exit };
 			my $g = $j->{geo} // {};
-			printf "%-9s %-3s %-15s %-13s %-7s %-8s %s",
+			printf "%-9s %-3s %-17s %-13s %-10s %-8s %s",
 			    $j->{domain} // $j->{error} // "?",
 			    $g->{country} // "-", $g->{region} // "-", $g->{city} // "-",
 			    $g->{asn} // "-", $g->{nettype_name} // "-", $j->{peer_id} // "-";' 2>/dev/null) ||
@@ -273,7 +273,7 @@ show_examples() {
 	done <"$RUN/samples.txt"
 	echo
 	echo "=== Summary ==="
-	printf '%-16s %-9s %-3s %-15s %-13s %-7s %-8s %s\n' \
+	printf '%-16s %-9s %-3s %-17s %-13s %-10s %-8s %s\n' \
 		address domain cc region city asn nettype peer_id
 	printf '%s' "$table"
 }
@@ -333,11 +333,11 @@ prepare_geo() {
 	fi
 	cat >&2 <<'EOF'
 
-demo: ###################################################################
-demo: ##  COULD NOT GET THE REAL GEO DATA (see the error above).         ##
+demo: ####################################################################
+demo: ##  COULD NOT GET THE REAL GEO DATA (see the error above).          ##
 demo: ##  FALLING BACK TO THE INVENTED TEST DATABASES OF tests/gen-mmdb.pl ##
-demo: ##  Answers below are for made-up networks, not the real Internet. ##
-demo: ###################################################################
+demo: ##  Answers below are for made-up networks, not the real Internet.  ##
+demo: ####################################################################
 
 EOF
 	[ -f "$ROOT/tests/gen-mmdb.pl" ] || die "tests/gen-mmdb.pl is missing too; no geo data at all"
@@ -405,7 +405,7 @@ start() {
   curl http://$ADMIN/metrics
   curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" http://$ADMIN/v1/admin/domains
   curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" http://$ADMIN/v1/admin/rules
-  curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" 'http://$ADMIN/v1/admin/lookup?ip=223.5.5.5'
+  curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" 'http://$ADMIN/v1/admin/lookup?ip=$(sed -n '1s/|.*//p' "$RUN/samples.txt")'
 
 config $CONF, log $LOG, stop with: deploy/demo.sh stop (or make demo-stop)
 EOF

@@ -97,7 +97,10 @@ def http_request(host, port, method, path, body=None, headers=None, timeout=10.0
             conn.putheader("Content-Length", str(len(body)))
         conn.endheaders()
         if body is not None:
-            conn.send(body)
+            try:
+                conn.send(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the server answered early (e.g. 413) and closed: read that answer
         r = conn.getresponse()
         data = r.read()
         return Response(r.status, r.reason, r.getheaders(), data, time.monotonic() - t0)

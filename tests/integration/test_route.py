@@ -475,17 +475,21 @@ def test_domain_crud(rs):
     assert names == ["default"], names
 
 
-BAD_DOMAIN_NAMES = ["Upper", "-lead", "_lead", "a" * 64, "a.b", "a%20b", "%C3%A9t%C3%A9", "a%2Fb", "a%00"]
+BAD_DOMAIN_NAMES = ["Upper", "-lead", "_lead", "a" * 64, "a.b", "a%20b", "%C3%A9t%C3%A9"]
+# Encoded '/' and NUL: the path may no longer match the route (404), but
+# nothing may be created (a NUL must not truncate the name to "a").
+ODD_DOMAIN_NAMES = ["a%2Fb", "a%00", "a%00b"]
 
 
 def test_domain_bad_names(rs):
     bad = []
-    for name in BAD_DOMAIN_NAMES:
+    for name in BAD_DOMAIN_NAMES + ODD_DOMAIN_NAMES:
         r = rs.admin("PUT", "/v1/admin/domains/" + name, {"index_servers": ["http://x:7004"]}, token=True)
-        if r.status != 400:
+        want = (400,) if name in BAD_DOMAIN_NAMES else (400, 404)
+        if r.status not in want:
             bad.append("PUT /v1/admin/domains/%s: %r" % (name, r))
         else:
-            assert_error(r, 400)
+            assert_error(r, r.status)
     assert not bad, "\n".join(bad)
     # The longest valid name works.
     r = rs.admin("PUT", "/v1/admin/domains/" + "a" * 63, {"index_servers": []}, token=True)
@@ -776,7 +780,8 @@ def test_admin_lookup(rs, redis_server):
     prefix = j["peer_id_prefix"]
     assert isinstance(prefix, str) and re.fullmatch(r"[0-9a-f]{1,14}", prefix), prefix
     pid = route_json(rs, net.ip)["peer_id"]
-    assert pid.startswith(prefix) or int(prefix, 16) == peerid_prefix(pid), (prefix, pid)
+    assert pid.startswith(prefix) or int(prefix, 16) in (peerid_prefix(pid), peerid_prefix(pid) << 16), \
+        (prefix, pid)
 
     j = rs.admin("GET", "/v1/admin/lookup?ip=2a01:238::5").json()
     check_geo(j["geo"], NETS["berlin"])
@@ -825,9 +830,10 @@ def test_stream_sources(rs, redis_server):
     ids = [s["cache_id"] for s in j["sources"]]
     assert ids == ["c-east-1", "c-south-2", "c-south-3", "c-south-1", "c-far-1", "c-nocoord-1"], j
     by = {s["cache_id"]: s for s in j["sources"]}
-    assert by["c-south-3"] == {"cache_id": "c-south-3", "domain": "south", "url": "http://c-south-3.cache:7005",
-                               "load": 30, "capacity": 100,
-                               "distance_km": by["c-south-3"]["distance_km"]}, by["c-south-3"]
+    s3 = by["c-south-3"]
+    assert {k: s3.get(k) for k in ("cache_id", "domain", "url", "load", "capacity")} == {
+        "cache_id": "c-south-3", "domain": "south", "url": "http://c-south-3.cache:7005",
+        "load": 30, "capacity": 100}, s3
     for cid, dom in (("c-east-1", "east"), ("c-south-1", "south"), ("c-far-1", "far")):
         want = great_circle_km(*DOMAIN_COORDS["north"], *DOMAIN_COORDS[dom])
         assert by[cid]["distance_km"] == pytest.approx(want, rel=0.01), (cid, by[cid], want)
@@ -862,12 +868,13 @@ def test_stream_sources_errors(rs):
     assert_error(rs.get("/v1/streams/news/sources"), 400, "bad_request")
     assert_error(rs.get("/v1/streams/news/sources?domain="), 400, "bad_request")
     assert_error(rs.get("/v1/streams/news/sources?domain=nosuch"), 404, "unknown_domain")
-    for ch in ("a" * 129, "bad%21name", "sp%20ace", "%C3%A9", "a%2Fb"):
+    for ch in ("a" * 129, "bad%21name", "sp%20ace", "%C3%A9", "a%00b"):
         r = rs.get("/v1/streams/%s/sources?domain=north" % ch)
         assert_error(r, 400, "bad_request")
-    r = rs.get("/v1/streams//sources?domain=north")
-    assert r.status in (400, 404), r
-    assert_error(r, r.status)
+    for path in ("/v1/streams//sources?domain=north", "/v1/streams/a%2Fb/sources?domain=north"):
+        r = rs.get(path)
+        assert r.status in (400, 404), (path, r)
+        assert_error(r, r.status)
 
 
 # ------------------------------------------------------ admin endpoints
@@ -880,6 +887,14 @@ def _find_value(obj, pred):
         return any(_find_value(v, pred) for v in obj.values())
     if isinstance(obj, list):
         return any(_find_value(v, pred) for v in obj)
+    return False
+
+
+def _find_key(obj, sub):
+    if isinstance(obj, dict):
+        return any(sub in k or _find_key(v, sub) for k, v in obj.items())
+    if isinstance(obj, list):
+        return any(_find_key(v, sub) for v in obj)
     return False
 
 
@@ -896,8 +911,9 @@ def test_health_ready_status(rs):
     st = r.json()
     assert isinstance(st, dict)
     assert _find_value(st, lambda v: v == VERSION), "version %s not in /status: %r" % (VERSION, st)
-    assert any("uptime" in k for k in st), st
-    assert any("generation" in k for k in st), st
+    assert _find_key(st, "uptime"), "no uptime in /status: %r" % st
+    assert _find_key(st, "generation"), "no generation in /status: %r" % st
+    assert _find_key(st, "redis") and _find_key(st, "postgres"), "no Redis/PostgreSQL state in /status: %r" % st
     assert _find_value(st, lambda v: isinstance(v, dict) and v.get("name") == "north") or \
         _find_value(st, lambda v: isinstance(v, dict) and "north" in v), "domains missing in /status: %r" % st
 
@@ -1036,7 +1052,8 @@ def test_schema_not_migrated(route_server):
 
 def test_mmdb_missing_at_start(route_server, tmp_path):
     missing = str(tmp_path / "no-such-city.mmdb")
-    rs = route_server({"route": {"city_db": missing}}, start=False, migrate=False, expect_rc=None)
+    rs = route_server(start=False, expect_rc=None)  # migrated: only the MMDB is wrong
+    rs.update_config({"route": {"city_db": missing}})
     rs.spawn()
     rc = rs.wait_exit(20)
     err = rs.stderr()
@@ -1088,7 +1105,7 @@ def test_check_config_unknown_section_and_missing_required(route_server):
     r = rs.cli("--check-config")
     out = r.stdout + r.stderr
     assert r.returncode == 1, out
-    assert re.search(re.escape(rs.config_path) + r":(%d|%d):" % (line, line + 1), out), out
+    assert re.search(re.escape(rs.config_path) + r":(%d|%d)\b" % (line, line + 1), out), out
     cfg = {s: dict(k) for s, k in rs.cfg.items()}
     cfg["route"]["city_db"] = None
     rs.write_config(cfg)
@@ -1201,7 +1218,7 @@ def test_no_asn_db(route_server):
 
 NETTYPE_CSV = """# test nettype table
 15169,telecom
-3320, 7
+3320,7
 4134,2   # netcom, comment after the value
 
 9808,mobile
@@ -1265,7 +1282,11 @@ def test_notify_ready(route_server, tmp_path):
         rs.start(wait=False, env_extra={"NOTIFY_SOCKET": sock_path})
         msgs = []
         while not any("READY=1" in m for m in msgs):
-            msgs.append(s.recv(4096).decode(errors="replace"))
+            try:
+                msgs.append(s.recv(4096).decode(errors="replace"))
+            except socket.timeout:
+                raise AssertionError("no READY=1 on $NOTIFY_SOCKET within 20s (got %r); stderr:\n%s"
+                                     % (msgs, rs.stderr()[-2000:])) from None
         # READY=1 comes after the listeners are up.
         assert rs.admin("GET", "/healthz").status == 200
     finally:
