@@ -248,12 +248,37 @@ pretty() {
 	printf '%s\n' "$1" | "$py" -m json.tool 2>/dev/null || printf '%s\n' "$1"
 }
 
+# A region or city seen for the first time gets PeerID code 0 while a
+# background thread assigns its code (docs/route-server.md). Looking every
+# sample up once first, and waiting for the assignments, makes the first
+# demo show the same PeerIDs as every later one.
+warm_codes() {
+	# Two rounds: a city's code can only be asked for once its region has one.
+	# shellcheck disable=SC2034
+	for round in 1 2; do
+		while IFS='|' read -r ip what; do
+			curl -fsS -o /dev/null --max-time 2 -H "Authorization: Bearer $ADMIN_TOKEN" \
+				"$ADMIN_URL/v1/admin/lookup?ip=$ip" 2>/dev/null || true
+		done <"$RUN/samples.txt"
+		i=0
+		while [ $i -lt 50 ]; do
+			pending=$(curl -fsS --max-time 2 "$ADMIN_URL/status" 2>/dev/null |
+				perl -MJSON::PP -0777 -ne 'print decode_json($_)->{pending_code_assignments} // 0' \
+				2>/dev/null) || pending=0
+			[ "${pending:-0}" = 0 ] && break
+			sleep 0.1
+			i=$((i + 1))
+		done
+	done
+}
+
 show_examples() {
 	mode=$1
+	samples "$mode" >"$RUN/samples.txt"
+	warm_codes
 	echo
 	echo "=== Example queries (answers from the running route-server) ==="
 	table=""
-	samples "$mode" >"$RUN/samples.txt"
 	while IFS='|' read -r ip what; do
 		echo
 		echo "# $what"

@@ -152,7 +152,7 @@ fi
 if ! newer "$dir/asn.mmdb" $(asn_inputs) "$converter"; then
 	perl -MMaxMind::DB::Writer::Tree -e 1 2>/dev/null ||
 		die "perl module MaxMind::DB::Writer missing (Debian: apt-get install libmaxmind-db-writer-perl)"
-	say "converting ASN ranges to MMDB (about 20 s for IPv4+IPv6) ..."
+	say "converting ASN ranges to MMDB (20-60 s for IPv4+IPv6) ..."
 	start=$(date +%s)
 	if [ "$ASN_IPV6" = 1 ]; then
 		perl "$converter" --ip-version 6 -o "$dir/asn.mmdb.new" "$asn_v4" "$asn_v6"

@@ -54,8 +54,10 @@ done
 tmp=""
 rs_pid=""
 ngx_pid=""
+wrk_pid=""
 cleanup() {
 	set +e
+	[ -z "$wrk_pid" ] || kill -TERM "$wrk_pid" 2>/dev/null
 	if [ -n "$ngx_pid" ]; then
 		kill -TERM "$ngx_pid" 2>/dev/null
 		wait "$ngx_pid" 2>/dev/null
@@ -127,7 +129,7 @@ if [ "$geo" != test ]; then
 	else
 		say "real geo data unavailable (see below); using the test databases"
 		tail -n 3 "$tmp/geo.log" >&2
-		geo=test
+		geo="test"
 	fi
 fi
 if [ "$geo" = real ]; then
@@ -145,7 +147,7 @@ else
 	perl "$ROOT/tests/gen-mmdb.pl" "$tmp/geo" || die "tests/gen-mmdb.pl failed"
 	geo_conf="city_db = $tmp/geo/city.mmdb
 asn_db = $tmp/geo/asn.mmdb"
-	addrs=test
+	addrs="test"
 	typical=1.2.4.7
 fi
 
@@ -235,14 +237,25 @@ wait_http "http://127.0.0.1:$NGX_PORT/v1/route" "$ngx_pid" || {
 
 # ---------------------------------------------------------------- wrk
 
+# wrk_for SECONDS URL OUT: one wrk run, killed 30 s after it should have
+# ended. In the background with wait, so a SIGTERM/SIGINT to this script
+# is handled at once rather than after wrk's run.
+wrk_for() {
+	ROUTE_BENCH_ADDRS=$addrs timeout $(($1 + 30)) \
+		wrk -t"$WRK_THREADS" -c"$CONNS" -d"$1s" -s "$LUA" "$2" >"$3" 2>&1 &
+	wrk_pid=$!
+	rc=0
+	wait "$wrk_pid" || rc=$?
+	wrk_pid=""
+	return $rc
+}
+
 # run_wrk NAME URL: warm-up, then the measured run; sets NAME_rps etc.
 run_wrk() {
 	say "wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s -s tests/bench/route.lua $2 ($1)"
-	ROUTE_BENCH_ADDRS=$addrs timeout $((WARMUP + 30)) \
-		wrk -t"$WRK_THREADS" -c"$CONNS" -d"${WARMUP}s" -s "$LUA" "$2" >/dev/null 2>&1 ||
-		die "wrk warm-up against $1 failed"
-	ROUTE_BENCH_ADDRS=$addrs timeout $((DURATION + 30)) \
-		wrk -t"$WRK_THREADS" -c"$CONNS" -d"${DURATION}s" -s "$LUA" "$2" >"$tmp/wrk-$1.out" 2>&1 ||
+	wrk_for "$WARMUP" "$2" "$tmp/wrk-$1-warmup.out" ||
+		{ cat "$tmp/wrk-$1-warmup.out" >&2; die "wrk warm-up against $1 failed"; }
+	wrk_for "$DURATION" "$2" "$tmp/wrk-$1.out" ||
 		{ cat "$tmp/wrk-$1.out" >&2; die "wrk against $1 failed"; }
 	line=$(grep '^BENCH ' "$tmp/wrk-$1.out") || { cat "$tmp/wrk-$1.out" >&2; die "no BENCH line from wrk"; }
 	for kv in ${line#BENCH }; do
@@ -255,11 +268,17 @@ run_wrk nginx "http://127.0.0.1:$NGX_PORT/v1/route"
 
 # Checked after the run: a benchmark of 503s would measure nothing.
 # shellcheck disable=SC2154
-[ "$route_non2xx" -eq 0 ] && [ "$route_errors" -eq 0 ] ||
+if [ "$route_non2xx" -ne 0 ] || [ "$route_errors" -ne 0 ]; then
 	say "WARNING: route-server answered $route_non2xx non-2xx and had $route_errors socket errors"
+fi
 # shellcheck disable=SC2154
-[ "$nginx_non2xx" -eq 0 ] && [ "$nginx_errors" -eq 0 ] ||
+if [ "$nginx_non2xx" -ne 0 ] || [ "$nginx_errors" -ne 0 ]; then
 	say "WARNING: nginx answered $nginx_non2xx non-2xx and had $nginx_errors socket errors"
+fi
+# Where the answers went: proof that the lookups and rules really ran.
+by_domain=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+	sed -n 's/^p2pcdn_route_allocations_total{domain="\([^"]*\)"} \([0-9]*\).*/\1 \2/p' |
+	sort -k2,2nr | tr '\n' ',' | sed 's/,$//; s/,/, /g') || by_domain="?"
 
 # shellcheck disable=SC2154
 perl -e '
@@ -273,4 +292,5 @@ perl -e '
 	"$route_requests" "$nginx_requests"
 echo
 echo "wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s, $SERVER_THREADS server threads / nginx workers, $(nproc) CPUs;"
-echo "geo data: $geo ($addrs client addresses); body $body_size bytes; route-server $("$BIN" --version 2>&1 | head -n 1)"
+echo "geo data: $geo ($addrs client addresses); body $body_size bytes; $("$BIN" --version 2>&1 | head -n 1)"
+echo "route-server allocations by domain: $by_domain"

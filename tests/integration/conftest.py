@@ -235,6 +235,8 @@ class RouteServer:
         self.admin_host = ahost.strip("[] ")
         self.admin_port = int(aport)
         self.stopped_rc = None
+        self.pg = None
+        self.db = None
 
     # config --------------------------------------------------------------
     def write_config(self, cfg, extra=""):
@@ -396,6 +398,7 @@ class RouteServer:
             body["longitude"] = longitude
         r = self.admin("PUT", "/v1/admin/domains/%s" % name, body, token=True)
         assert r.status in (200, 201), "PUT domain %s: %r" % (name, r)
+        self.sync()
         return r.json()
 
     def add_rule(self, **rule):
@@ -403,7 +406,26 @@ class RouteServer:
         assert r.status == 201, "POST rule %r: %r" % (rule, r)
         j = r.json()
         assert "id" in j, j
+        self.sync()
         return j
+
+    def sync(self, timeout=5):
+        """Waits until this instance has loaded the domain/rule generation
+        now in PostgreSQL (docs: changes apply within refresh_ms, also on
+        the instance that made them)."""
+        if self.pg is None:
+            return
+        gen = int(self.pg.psql(self.db, "SELECT generation FROM route_generation WHERE id = 1")[0])
+
+        def loaded():
+            r = self.admin("GET", "/metrics")
+            for line in r.text.split("\n"):
+                if line.startswith("p2pcdn_route_generation ") or line.startswith("p2pcdn_route_generation{"):
+                    return float(line.rsplit(" ", 1)[1]) >= gen
+            return False
+
+        wait_until(loaded, timeout=timeout, interval=0.05,
+                   what="p2pcdn_route_generation >= %d (the generation in PostgreSQL)" % gen)
 
 
 # -------------------------------------------------------------- fixtures
@@ -542,6 +564,8 @@ def route_server(route_binary, tmp_path, redis_server, postgres_server, pgdb, mm
         }
         rs = RouteServer(route_binary, d, _merge(base, cfg), extra)
         rs.expect_rc = expect_rc
+        rs.pg = postgres_server
+        rs.db = db or pgdb
         rs.redis = rds
         rs.prefix = prefix
         made.append(rs)
