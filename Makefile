@@ -116,7 +116,7 @@ check:
 unit-bins: $(UNIT_BINS)
 
 demo:
-	@deploy/install-deps.sh
+	@deploy/install-deps.sh --demo
 	$(MAKE) all
 	deploy/demo.sh start
 

@@ -56,6 +56,7 @@ struct http_req {
 	size_t body_len, body_cap;
 	bool too_large;
 	bool replied;
+	bool queued;
 	struct MHD_Response *resp;
 	unsigned status;
 	const char *route_name;
@@ -153,6 +154,10 @@ http_reply_json(struct http_req *r, unsigned status, json_t *body)
 	}
 	http_reply_take(r, status, "application/json", text, strlen(text));
 }
+
+static void
+http_reply_verror(struct http_req *r, unsigned status, int retry_after, const char *code,
+		  const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
 
 static void
 http_reply_verror(struct http_req *r, unsigned status, int retry_after, const char *code,
@@ -275,7 +280,7 @@ http_req_json(struct http_req *r, json_t **ret)
 		http_reply_error(r, 400, "bad_json", "request body must be a JSON object");
 		return -EINVAL;
 	}
-	j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &jerr);
+	j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (!j) {
 		http_reply_error(r, 400, "bad_json", "malformed JSON at line %d column %d: %s",
 				 jerr.line, jerr.column, jerr.text);
@@ -464,6 +469,7 @@ http_queue(struct http_req *r)
 	MHD_add_response_header(r->resp, "X-Request-Id", r->rid);
 	for (size_t i = 0; i < r->nhdr; i++)
 		MHD_add_response_header(r->resp, r->hdr_name[i], r->hdr_val[i]);
+	r->queued = true;
 	ret = MHD_queue_response(r->conn, r->status, r->resp);
 	MHD_destroy_response(r->resp);
 	r->resp = NULL;
@@ -546,12 +552,14 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		if (r->too_large)
 			return MHD_YES;
 		if (n > s->max_body - r->body_len) {
-			/* Chunked bodies have no Content-Length; stop at the limit. */
+			/* Chunked bodies have no Content-Length. libmicrohttpd cannot
+			 * answer in the middle of an upload, so the rest is read and
+			 * dropped (memory stays bounded) and 413 goes out at the end. */
 			r->too_large = true;
-			r->route_name = "too_large";
-			http_reply_error(r, 413, "body_too_large",
-					 "request body over the limit of %zu bytes", s->max_body);
-			return http_queue(r);
+			free(r->body);
+			r->body = NULL;
+			r->body_len = r->body_cap = 0;
+			return MHD_YES;
 		}
 		if (r->body_len + n + 1 > r->body_cap) {
 			size_t cap = r->body_cap ? r->body_cap : 1024;
@@ -570,8 +578,14 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		r->body[r->body_len] = '\0';
 		return MHD_YES;
 	}
-	if (r->too_large)
-		return MHD_YES; /* already answered */
+	if (r->too_large) {
+		if (r->queued)
+			return MHD_YES; /* answered from the Content-Length */
+		r->route_name = "too_large";
+		http_reply_error(r, 413, "body_too_large", "request body over the limit of %zu bytes",
+				 s->max_body);
+		return http_queue(r);
+	}
 	log_set_request_id(r->rid);
 	http_dispatch(r);
 	log_set_request_id(NULL);
@@ -599,6 +613,9 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		met_add(s->inflight_g, -1);
 	atomic_fetch_sub(&s->inflight, 1);
 }
+
+static void
+http_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 
 static void
 http_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -638,6 +655,97 @@ http_read_file(const char *path, char *err, size_t errsize)
 }
 
 static int
+http_hexval(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	if (ch >= 'A' && ch <= 'F')
+		return ch - 'A' + 10;
+	return -1;
+}
+
+/* One listen address: IP:PORT or [IPv6]:PORT. Port 0 (any free port) is
+ * valid here, which addr_parse refuses, so the port is checked by hand. */
+static int
+http_listen_parse(const char *spec, size_t len, struct addr *ret)
+{
+	const char *colon = memrchr(spec, ':', len);
+	const char *bracket = memchr(spec, ']', len);
+	size_t plen;
+
+	if (!colon || len < 3)
+		return -EINVAL;
+	if (spec[0] == '[' ? (!bracket || bracket + 1 != colon)
+			   : memchr(spec, ':', len) != colon)
+		return -EINVAL;
+	plen = len - (size_t)(colon + 1 - spec);
+	if (plen < 1 || plen > 5 || strspn(colon + 1, "0123456789") < plen)
+		return -EINVAL;
+	unsigned long port = strtoul(colon + 1, NULL, 10);
+	char tmp[ADDR_STR_MAX + 8];
+	size_t iplen = (size_t)(colon - spec);
+	if (port > 65535 || iplen + 3 > sizeof(tmp))
+		return -EINVAL;
+	/* addr_parse refuses port 0, so parse with a stand-in port. */
+	memcpy(tmp, spec, iplen);
+	memcpy(tmp + iplen, ":1", 3);
+	if (addr_parse(tmp, iplen + 2, true, ret) < 0)
+		return -EINVAL;
+	ret->port = (unsigned short)port;
+	return 0;
+}
+
+int
+http_listen_check(const char *listen, char *err, size_t errsize)
+{
+	struct addr a;
+	size_t count = 0;
+
+	for (const char *p = listen; p && *p;) {
+		p += strspn(p, ", \t");
+		size_t len = strcspn(p, ", \t");
+		if (!len)
+			break;
+		if (http_listen_parse(p, len, &a) < 0) {
+			snprintf(err, errsize, "bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)",
+				 (int)len, p);
+			return -EINVAL;
+		}
+		count++;
+		p += len;
+	}
+	if (!count || count > HTTP_MAX_LISTEN) {
+		snprintf(err, errsize, "give 1 to %d listen addresses", HTTP_MAX_LISTEN);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Percent-decodes the path and query in place like libmicrohttpd does, but
+ * leaves "%00" as it is: a NUL inside a name would silently cut it short. */
+static size_t
+http_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+	char *w = s;
+	(void)cls;
+	(void)c;
+	for (char *r = s; *r; r++) {
+		int hi, lo;
+		if (r[0] == '%' && r[1] && r[2] && (hi = http_hexval(r[1])) >= 0 &&
+		    (lo = http_hexval(r[2])) >= 0 && (hi || lo)) {
+			*w++ = (char)(hi << 4 | lo);
+			r += 2;
+		} else {
+			*w++ = *r;
+		}
+	}
+	*w = '\0';
+	return (size_t)(w - s);
+}
+
+static int
 http_start_one(struct http_server *s, const struct http_server_opts *o, const char *spec,
 	       size_t len, char *err, size_t errsize)
 {
@@ -646,7 +754,7 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG;
 	unsigned threads = o->threads;
-	struct MHD_OptionItem opts[12];
+	struct MHD_OptionItem opts[14];
 	size_t n = 0;
 	struct MHD_Daemon *d;
 	const union MHD_DaemonInfo *di;
@@ -656,7 +764,7 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 			 HTTP_MAX_LISTEN);
 		return -EINVAL;
 	}
-	if (addr_parse(spec, len, true, &a) < 0) {
+	if (http_listen_parse(spec, len, &a) < 0) {
 		snprintf(err, errsize, "%s: bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)",
 			 o->name, (int)len, spec);
 		return -EINVAL;
@@ -680,6 +788,8 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
 					     (intptr_t)(void *)http_completed, s };
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL };
+	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_UNESCAPE_CALLBACK,
+					     (intptr_t)(void *)http_unescape, NULL };
 	if (s->tls_cert) {
 		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert };
 		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key };

@@ -67,6 +67,10 @@ void http_server_drain(struct http_server *s, int timeout_ms);
 /* Drains with timeout 0 if not yet drained, frees. NULL-safe. */
 void http_server_free(struct http_server *s);
 
+/* Checks a listen string ("IP:PORT, [IPv6]:PORT", port 0 allowed) without
+ * binding: 0, or -EINVAL with a message in err. For --check-config. */
+int http_listen_check(const char *listen, char *err, size_t errsize);
+
 /* Port actually bound by address i (useful with port 0), or -1. */
 int http_server_port(const struct http_server *s, size_t i);
 

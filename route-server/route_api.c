@@ -682,7 +682,6 @@ route_rule_write(struct http_req *req, struct route_env *env, const char *id)
 			      "domain) VALUES ($1, $2, $3, $4, $5, $6) RETURNING " ROUTE_RULE_COLS,
 			      6, p, err, sizeof(err), state);
 	pg_release(env->pg, c);
-	json_decref(body);
 	if (!res) {
 		if (strcmp(state, "23503") == 0)
 			http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"",
@@ -693,8 +692,10 @@ route_rule_write(struct http_req *req, struct route_env *env, const char *id)
 			log_err("saving rule: %s", err);
 			http_reply_error(req, 500, "internal", "saving the rule failed");
 		}
+		json_decref(body); /* in.domain points into it */
 		return;
 	}
+	json_decref(body);
 	if (PQntuples(res) == 0) {
 		PQclear(res);
 		http_reply_error(req, 404, "unknown_rule", "no rule with id %s", id);

@@ -16,12 +16,12 @@ static const char *const route_nettype_names[16] = {
 };
 
 static const struct route_nettype_entry route_nettype_default[] = {
-	{ 4134, 1 },  { 4812, 1 },  { 4809, 1 },  { 23764, 1 }, { 4811, 1 },  { 4816, 1 },
-	{ 9929, 2 },  { 17621, 2 }, { 17623, 2 }, { 4837, 3 },	{ 4808, 3 },  { 17816, 3 },
-	{ 17622, 3 }, { 10099, 3 }, { 9808, 4 },  { 56040, 4 }, { 56041, 4 }, { 56042, 4 },
-	{ 56044, 4 }, { 56046, 4 }, { 56047, 4 }, { 56048, 4 }, { 24400, 4 }, { 58453, 4 },
-	{ 24445, 4 }, { 9394, 5 },  { 58542, 5 }, { 4538, 6 },	{ 4565, 6 },  { 23910, 6 },
-	{ 24348, 6 }, { 9811, 7 },
+	{ 4134, 1, 0 },  { 4812, 1, 0 },  { 4809, 1, 0 },  { 23764, 1, 0 }, { 4811, 1, 0 },  { 4816, 1, 0 },
+	{ 9929, 2, 0 },  { 17621, 2, 0 }, { 17623, 2, 0 }, { 4837, 3, 0 },	{ 4808, 3, 0 },  { 17816, 3, 0 },
+	{ 17622, 3, 0 }, { 10099, 3, 0 }, { 9808, 4, 0 },  { 56040, 4, 0 }, { 56041, 4, 0 }, { 56042, 4, 0 },
+	{ 56044, 4, 0 }, { 56046, 4, 0 }, { 56047, 4, 0 }, { 56048, 4, 0 }, { 24400, 4, 0 }, { 58453, 4, 0 },
+	{ 24445, 4, 0 }, { 9394, 5, 0 },  { 58542, 5, 0 }, { 4538, 6, 0 },	{ 4565, 6, 0 },  { 23910, 6, 0 },
+	{ 24348, 6, 0 }, { 9811, 7, 0 },
 };
 
 const char *
@@ -152,13 +152,16 @@ route_nettype_parse(const char *text, size_t len, struct route_nettype *ret, cha
 		}
 		v[n].asn = (uint32_t)asn;
 		v[n].cls = (uint8_t)cls;
+		v[n].line = (uint32_t)lineno;
 		n++;
 	}
 	if (n)
 		qsort(v, n, sizeof(*v), route_nettype_cmp);
 	for (size_t i = 1; i < n; i++) {
 		if (v[i].asn == v[i - 1].asn && v[i].cls != v[i - 1].cls) {
-			snprintf(err, errsize, "AS%u listed with two different classes", v[i].asn);
+			uint32_t a = v[i].line, b = v[i - 1].line;
+			snprintf(err, errsize, "line %u: AS%u already listed with another class at line %u",
+				 a > b ? a : b, v[i].asn, a > b ? b : a);
 			goto fail;
 		}
 	}

@@ -9,13 +9,13 @@
 #include "cfg.h"
 
 static const struct cfg_key fuzz_table[] = {
-	{ "server", "listen", CFG_STR, "127.0.0.1:1", 1, 64, false, "" },
-	{ "server", "name", CFG_STR, NULL, 1, 16, false, "" },
-	{ "server", "threads", CFG_INT, "4", 1, 64, false, "" },
-	{ "server", "verbose", CFG_BOOL, "false", 0, 1, true, "" },
-	{ "server", "offset", CFG_INT, "0", -100, 100, true, "" },
-	{ "redis", "url", CFG_STR, "", 0, 1000, false, "" },
-	{ "redis", "password", CFG_STR, "", 0, 64, true, "" },
+    {"server", "listen", CFG_STR, "127.0.0.1:1", 1, 64, false, ""},
+    {"server", "name", CFG_STR, NULL, 1, 16, false, ""},
+    {"server", "threads", CFG_INT, "4", 1, 64, false, ""},
+    {"server", "verbose", CFG_BOOL, "false", 0, 1, true, ""},
+    {"server", "offset", CFG_INT, "0", -100, 100, true, ""},
+    {"redis", "url", CFG_STR, "", 0, 1000, false, ""},
+    {"redis", "password", CFG_STR, "", 0, 64, true, ""},
 };
 #define FUZZ_N (sizeof(fuzz_table) / sizeof(fuzz_table[0]))
 
@@ -59,7 +59,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	c = cfg_load(fuzz_table, FUZZ_N, fuzz_path, err, sizeof(err));
 	if (!c) {
 		/* Every failure explains itself, naming the file. */
-		if (!memchr(err, '\0', sizeof(err)) || strncmp(err, fuzz_path, strlen(fuzz_path)) != 0)
+		if (!memchr(err, '\0', sizeof(err)) ||
+		    strncmp(err, fuzz_path, strlen(fuzz_path)) != 0)
 			abort();
 		return 0;
 	}

@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct route_nettype t = { NULL, 0 };
+	struct route_nettype t = {NULL, 0};
 	char err[256];
 
 	memset(err, 'x', sizeof(err));
@@ -29,8 +29,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();
 		if (route_nettype_class(&t, t.v[i].asn) != t.v[i].cls)
 			abort();
-		if (route_nettype_from_name(route_nettype_name(t.v[i].cls)) < 0 &&
-		    t.v[i].cls <= 7)
+		if (route_nettype_from_name(route_nettype_name(t.v[i].cls)) < 0 && t.v[i].cls <= 7)
 			abort();
 	}
 	if (route_nettype_class(&t, 0) != ROUTE_NETTYPE_UNKNOWN)

@@ -141,14 +141,16 @@ class PgServer:
                               stderr=subprocess.STDOUT, timeout=120, **kw)
 
     def start(self):
+        """initdb (first time only) and start on self.port."""
         os.makedirs(self.sock, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.dir, "nobody", "nogroup")
             shutil.chown(self.sock, "nobody", "nogroup")
             os.chmod(self.dir, 0o755)
-        r = self._as_nobody([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres",
-                             "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
-        assert r.returncode == 0, "initdb failed:\n%s" % r.stdout.decode(errors="replace")
+        if not os.path.exists(self.data):
+            r = self._as_nobody([os.path.join(PG_BIN, "initdb"), "-D", self.data, "-U", "postgres",
+                                 "--auth=trust", "-E", "UTF8", "--no-locale", "--no-sync"])
+            assert r.returncode == 0, "initdb failed:\n%s" % r.stdout.decode(errors="replace")
         opts = ("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off "
                 "-c full_page_writes=off -c max_connections=200" % (self.port, self.sock))
         r = self._as_nobody([os.path.join(PG_BIN, "pg_ctl"), "-D", self.data, "-l",
@@ -484,6 +486,25 @@ def postgres_server(session_dir):
         srv.stop()
 
 
+@pytest.fixture
+def postgres_factory(session_dir):
+    """Dedicated PostgreSQL clusters for tests that stop them (under the
+    session dir: pytest's tmp_path is not reachable for `nobody`)."""
+    made = []
+
+    def make():
+        d = tempfile.mkdtemp(dir=session_dir, prefix="pg-")
+        srv = PgServer(d)
+        made.append(srv)
+        return srv.start()
+
+    try:
+        yield make
+    finally:
+        for s in made:
+            s.stop()
+
+
 @pytest.fixture(scope="session")
 def mmdb_dir(session_dir):
     d = os.path.join(session_dir, "mmdb")
@@ -529,7 +550,7 @@ def route_server(route_binary, tmp_path, redis_server, postgres_server, pgdb, mm
     counter = itertools.count(1)
     prefix = "p2pt%d:" % next(_db_counter)
 
-    def make(cfg=None, extra="", start=True, migrate=True, redis=None, db=None, expect_rc=0):
+    def make(cfg=None, extra="", start=True, migrate=True, redis=None, db=None, expect_rc=0, pg=None):
         n = next(counter)
         d = str(tmp_path / ("rs%d" % n))
         os.makedirs(d)
@@ -553,7 +574,7 @@ def route_server(route_binary, tmp_path, redis_server, postgres_server, pgdb, mm
                 "max_backoff_ms": 1000,
             },
             "postgres": {
-                "conninfo": postgres_server.conninfo(db or pgdb),
+                "conninfo": (pg or postgres_server).conninfo(db or pgdb),
             },
             "route": {
                 "city_db": os.path.join(mmdb_dir, "city.mmdb"),
@@ -564,7 +585,7 @@ def route_server(route_binary, tmp_path, redis_server, postgres_server, pgdb, mm
         }
         rs = RouteServer(route_binary, d, _merge(base, cfg), extra)
         rs.expect_rc = expect_rc
-        rs.pg = postgres_server
+        rs.pg = pg or postgres_server
         rs.db = db or pgdb
         rs.redis = rds
         rs.prefix = prefix

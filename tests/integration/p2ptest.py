@@ -160,6 +160,25 @@ class Resp:
         self.sock.sendall(b"".join(out))
         return self._read()
 
+    def pipeline(self, commands):
+        """Sends every command, then reads every reply (one round trip).
+        Error replies are returned as RespError objects, not raised."""
+        out = []
+        for args in commands:
+            out.append(b"*%d\r\n" % len(args))
+            for a in args:
+                if not isinstance(a, bytes):
+                    a = str(a).encode("utf-8")
+                out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+        self.sock.sendall(b"".join(out))
+        replies = []
+        for _ in commands:
+            try:
+                replies.append(self._read())
+            except RespError as e:
+                replies.append(e)
+        return replies
+
     def _read(self):
         line = self.f.readline()
         if not line.endswith(b"\r\n"):

@@ -373,8 +373,17 @@ def test_private_addresses_go_to_default_domain(rs):
     _check_private(rs, PRIVATE)
 
 
-def test_documentation_ranges_are_private(rs):
-    _check_private(rs, DOC_RANGES)
+def test_documentation_ranges_route_as_public(rs):
+    """Documentation ranges stand for Internet hosts in tests (common/addr.h):
+    never private, looked up in the geo databases like any public address."""
+    rs.put_domain("north", ["http://north:7004"])
+    rs.add_rule(priority=1, country="CN", domain="north")
+    wait_domain(rs, NETS["beijing"].ip, "north")
+    for ip in DOC_RANGES:
+        j = route_json(rs, ip)
+        assert j["geo"]["private"] is False and j["geo"]["ip"] == ip, j
+    j = route_json(rs, "198.51.100.7")
+    assert j["geo"]["country"] == "CN" and j["domain"] == "north", j
 
 
 def test_unknown_address_goes_to_default_domain(rs):
@@ -1033,6 +1042,77 @@ def test_redis_down_then_recovers(route_server, redis_factory):
     print("recovered %.2fs after Redis restart" % (time.monotonic() - t0))
     route_json(rs, ip)
     wait_until(lambda: rs.admin("GET", "/readyz").status == 200, timeout=5, what="/readyz 200 again")
+
+
+def test_postgres_down_while_running(route_server, postgres_factory):
+    """The hot path never touches PostgreSQL: with the database gone,
+    routes (with codes already assigned) and sources still answer."""
+    pg = postgres_factory()
+    pg.createdb("rt")
+    rs = route_server(pg=pg, db="rt")
+    rs.put_domain("default", DEFAULT_IS)
+    rs.put_domain("south", [], *DOMAIN_COORDS["south"])
+    net = NETS["beijing"]
+    pfx = peerid_prefix(wait_codes(rs, net)["peer_id"])
+    pg.stop()
+    try:
+        for _ in range(20):
+            j = route_json(rs, net.ip)
+            assert peerid_prefix(j["peer_id"]) == pfx and j["domain"] == "default", j
+        assert rs.get("/v1/streams/news/sources?domain=south").status == 200
+        # A name never seen before: code 0 now, no waiting on the database.
+        j = route_json(rs, NETS["guangzhou"].ip)
+        assert j["geo"]["city"] == "Guangzhou"
+        wait_until(lambda: rs.admin("GET", "/readyz").status == 503, timeout=5, what="/readyz 503")
+        r = rs.admin("GET", "/readyz")
+        assert "postgres" in r.text.lower(), r
+        assert rs.admin("GET", "/healthz").status == 200
+        # Admin writes need the database: an error, not a hang or crash.
+        r = rs.admin("PUT", "/v1/admin/domains/north", {"index_servers": []}, token=True, timeout=15)
+        assert r.status == 503, r
+        assert_error(r, 503)
+    finally:
+        pg.start()
+    wait_until(lambda: rs.admin("GET", "/readyz").status == 200, timeout=10, what="/readyz 200 after PostgreSQL is back")
+    wait_codes(rs, NETS["guangzhou"], timeout=10)
+    r = rs.admin("PUT", "/v1/admin/domains/north", {"index_servers": []}, token=True)
+    assert r.status == 201, r
+
+
+def test_peerid_exhausted(route_server, redis_server):
+    """Every node value of a prefix taken: 503 peerid_exhausted after
+    peerid_attempts tries, counted as collisions."""
+    rs = route_server({"route": {"peerid_attempts": 4}})
+    rs.put_domain("default", DEFAULT_IS)
+    net = NETS["sanjose"]
+    pfx = peerid_prefix(wait_codes(rs, net)["peer_id"])
+    with Resp("127.0.0.1", redis_server.port) as r:
+        for base in range(0, 65536, 8192):
+            replies = r.pipeline([("SET", "%speerid:{%014x}" % (rs.prefix, (pfx << 16) | node), "x", "EX", 600)
+                                  for node in range(base, base + 8192)])
+            assert all(x == "OK" for x in replies)
+    c0 = metric_value(metrics(rs), "p2pcdn_route_peerid_collisions_total") or 0
+    r = rs.route(xff=net.ip)
+    assert_error(r, 503, "peerid_exhausted")
+    c1 = metric_value(metrics(rs), "p2pcdn_route_peerid_collisions_total")
+    assert c1 - c0 >= 4, (c0, c1)
+    # Other prefixes are unaffected.
+    route_json(rs, NETS["berlin"].ip)
+
+
+def test_xff_trusted_range_skips_hops(route_server):
+    rs = route_server({"server": {"trusted_proxies": "127.0.0.1/32, 10.0.0.0/8, fd00::/8"}})
+    rs.put_domain("default", DEFAULT_IS)
+    for xff, want in (("1.2.4.7, 10.1.1.1", "1.2.4.7"),
+                      ("8.8.4.4, 1.2.4.7, 10.1.1.1, 10.2.2.2", "1.2.4.7"),
+                      ("1.2.4.7, fd00::5", "1.2.4.7"),
+                      ("10.1.1.1", "10.1.1.1"),       # all hops trusted: the leftmost one
+                      ("10.1.1.1, 10.2.2.2", None)):  # some trusted hop; which one is unspecified
+        got = route_json(rs, xff)["geo"]["ip"]
+        if want is None:
+            assert got in ("10.1.1.1", "10.2.2.2"), (xff, got)
+        else:
+            assert got == want, (xff, got)
 
 
 # ------------------------------------------------------ start-up failures

@@ -89,7 +89,7 @@ static void
 h_slow(struct http_req *r, void *arg)
 {
 	struct fixture *f = arg;
-	struct timespec ts = { 0, 300 * 1000 * 1000 };
+	struct timespec ts = {0, 300 * 1000 * 1000};
 
 	atomic_store(&f->slow_entered, 1);
 	nanosleep(&ts, NULL);
@@ -125,18 +125,18 @@ h_empty(struct http_req *r, void *arg)
 }
 
 static const struct http_route test_routes[] = {
-	{ "GET", "/v1/items/{}/parts/{}", h_params, false },
-	{ "POST", "/v1/echo", h_echo, false },
-	{ "GET", "/v1/noreply", h_noreply, false },
-	{ "GET", "/v1/twice", h_twice, false },
-	{ "GET", "/v1/busy", h_busy, false },
-	{ "GET", "/v1/slow", h_slow, false },
-	{ "GET", "/v1/client", h_client, false },
-	{ "POST", "/v1/admin/thing", h_admin, true },
-	{ "GET", "/v1/admin/thing", h_admin, false },
-	{ "DELETE", "/v1/empty", h_empty, false },
-	{ "GET", "/healthz", http_handle_healthz, false },
-	{ "GET", "/metrics", http_handle_metrics, false },
+    {"GET", "/v1/items/{}/parts/{}", h_params, false},
+    {"POST", "/v1/echo", h_echo, false},
+    {"GET", "/v1/noreply", h_noreply, false},
+    {"GET", "/v1/twice", h_twice, false},
+    {"GET", "/v1/busy", h_busy, false},
+    {"GET", "/v1/slow", h_slow, false},
+    {"GET", "/v1/client", h_client, false},
+    {"POST", "/v1/admin/thing", h_admin, true},
+    {"GET", "/v1/admin/thing", h_admin, false},
+    {"DELETE", "/v1/empty", h_empty, false},
+    {"GET", "/healthz", http_handle_healthz, false},
+    {"GET", "/metrics", http_handle_metrics, false},
 };
 
 /* A port that was free a moment ago, for listeners that cannot take port 0. */
@@ -154,10 +154,10 @@ free_port(int family)
 		((struct sockaddr_in6 *)&ss)->sin6_addr = in6addr_loopback;
 	else
 		((struct sockaddr_in *)&ss)->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&ss, family == AF_INET6
-							     ? sizeof(struct sockaddr_in6)
-							     : sizeof(struct sockaddr_in)),
-			 0);
+	assert_int_equal(
+	    bind(fd, (struct sockaddr *)&ss,
+		 family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in)),
+	    0);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
 	port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
 					: ((struct sockaddr_in *)&ss)->sin_port);
@@ -284,7 +284,7 @@ connect_to(int family, int port)
 {
 	struct sockaddr_in sin;
 	struct sockaddr_in6 sin6;
-	struct timeval tv = { 5, 0 };
+	struct timeval tv = {5, 0};
 	int fd = socket(family, SOCK_STREAM, 0), r;
 
 	assert_true(fd >= 0);
@@ -490,8 +490,7 @@ test_get_params(void **state)
 	assert_string_equal(jstr(&r, "b"), "b-2");
 	assert_string_equal(jstr(&r, "method"), "GET");
 	assert_string_equal(jstr(&r, "path"), "/v1/items/a1/parts/b-2");
-	assert_true(json_is_null(json_object_get(r.json, "q")) ||
-		    !json_object_get(r.json, "q"));
+	assert_true(json_is_null(json_object_get(r.json, "q")) || !json_object_get(r.json, "q"));
 	assert_true(json_is_false(json_object_get(r.json, "third")));
 	resp_free(&r);
 
@@ -592,7 +591,8 @@ static void
 test_post_json(void **state)
 {
 	struct fixture *f = *state;
-	const char *body = "{\"x\": [1, 2, {\"y\": null}], \"s\": \"caf\\u00e9 \\\"q\\\"\", \"n\": 1.5}";
+	const char *body =
+	    "{\"x\": [1, 2, {\"y\": null}], \"s\": \"caf\\u00e9 \\\"q\\\"\", \"n\": 1.5}";
 	json_t *want = json_loads(body, 0, NULL);
 	struct resp r;
 
@@ -635,7 +635,7 @@ test_bad_json(void **state)
 	resp_free(&r);
 	/* Scalars are valid JSON but not objects; jansson (without JSON_DECODE_ANY)
 	 * calls them malformed, so either code is fine as long as it is a 400. */
-	static const char *scalars[] = { "\"str\"", "42", "null", "true" };
+	static const char *scalars[] = {"\"str\"", "42", "null", "true"};
 	for (size_t i = 0; i < sizeof(scalars) / sizeof(scalars[0]); i++) {
 		request(f, "POST", "/v1/echo", NULL, scalars[i], &r);
 		assert_int_equal(r.status, 400);
@@ -958,7 +958,8 @@ test_metrics(void **state)
 	assert_non_null(strstr(r.body, "p2pcdn_http_requests_total{listener=\"test\","
 				       "route=\"method_not_allowed\",code=\"405\"} 1\n"));
 	assert_null(strstr(r.body, "/v1/items/a/parts/b"));
-	assert_non_null(strstr(r.body, "p2pcdn_http_request_duration_seconds_count{listener=\"test\"} 4\n"));
+	assert_non_null(strstr(r.body, "p2pcdn_http_request_duration_seconds_count"
+				       "{listener=\"test\"} 4\n"));
 	/* The /metrics request itself is in flight while rendering. */
 	assert_non_null(strstr(r.body, "p2pcdn_http_requests_in_flight{listener=\"test\"} 1\n"));
 	resp_free(&r);
@@ -985,7 +986,7 @@ static void
 test_drain(void **state)
 {
 	struct fixture *f = *state;
-	struct slow_client c = { .port = f->port };
+	struct slow_client c = {.port = f->port};
 	pthread_t th;
 	int fd;
 
@@ -1052,8 +1053,8 @@ static void
 test_port_zero(void **state)
 {
 	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
-	const char *specs[] = { "127.0.0.1:0", "[::1]:0" };
-	const int families[] = { AF_INET, AF_INET6 };
+	const char *specs[] = {"127.0.0.1:0", "[::1]:0"};
+	const int families[] = {AF_INET, AF_INET6};
 	char err[256];
 	struct resp r;
 
@@ -1132,23 +1133,23 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_get_params, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_head, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_post_json, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_body_limit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_chunked, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_handler_without_reply, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_retry_and_headers, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_forwarded_for, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_request_id, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
-		cmocka_unit_test(test_ipv6),
-		cmocka_unit_test(test_start_errors),
-		cmocka_unit_test(test_port_zero),
+	    cmocka_unit_test_setup_teardown(test_get_params, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_head, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_post_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_json, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_body_limit, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_chunked, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_handler_without_reply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_retry_and_headers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_admin_token, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_forwarded_for, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_request_id, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_metrics, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_drain, setup, teardown),
+	    cmocka_unit_test(test_ipv6),
+	    cmocka_unit_test(test_start_errors),
+	    cmocka_unit_test(test_port_zero),
 	};
 
 	log_set_level(LOG_WARNING);
