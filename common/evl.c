@@ -38,6 +38,22 @@
  * from shutdown frees the connection first (which drops the evhttp request
  * without calling back) and then the wrapper.
  *
+ * Details the header leaves open, as implemented here:
+ *  - evl_http_request() also accepts "HEAD" and "PATCH"; it returns -EINVAL
+ *    for timeout_ms <= 0, a header that is not "Name: value" or holds CR/LF,
+ *    and -ESHUTDOWN once evl_free() has begun (cb will not run).
+ *  - Host names are resolved by libevent with a blocking getaddrinfo() on
+ *    the loop thread and only the first address is tried: prefer literals.
+ *  - On error the result's body is "" (never NULL) and status is 0. A
+ *    refused connect reads -ECONNREFUSED; an unreachable host, a name that
+ *    does not resolve, or a reply that is cut short or not HTTP read -EIO.
+ *  - evl_call_later() returns -EINVAL for ms < 0; timers not yet due when
+ *    evl_free() runs are dropped without running (arg stays the caller's).
+ *  - evl_http_sync() returns -EDEADLK on its own loop thread; evl_free()
+ *    there aborts, as it could only deadlock.
+ *  - The loop thread inherits its creator's signal mask, and libevent's
+ *    writes can raise SIGPIPE: call dmn_signals_init() first.
+ *
  * One connection per request: libevent serialises requests on an
  * evhttp_connection, and a stale keep-alive connection fails a request
  * with EOF that a pool would have to retry. A fresh connection per request
@@ -81,7 +97,7 @@ struct evl_req {
 	char *body; /* NULL when no body */
 	size_t body_len;
 	char **hdr_name; /* extra headers, NULL-terminated; values share the */
-	char **hdr_val;	 /* allocation of their name */
+	char **hdr_val;  /* allocation of their name */
 	int timeout_ms;
 	size_t max_body;
 
@@ -145,8 +161,8 @@ evl_push(struct evl *l, struct evl_job *j)
 static struct timeval
 evl_tv(long long ms)
 {
-	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
-			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
 	return tv;
 }
@@ -195,7 +211,7 @@ evl_req_finish(struct evl_req *w, const struct evl_http_result *res)
 static void
 evl_req_abort(struct evl_req *w, int err)
 {
-	struct evl_http_result res = { .err = err, .body = "" };
+	struct evl_http_result res = {.err = err, .body = ""};
 
 	if (w->conn != NULL) {
 		evhttp_connection_free(w->conn);
@@ -267,7 +283,7 @@ static void
 evl_req_done_cb(struct evhttp_request *req, void *arg)
 {
 	struct evl_req *w = arg;
-	struct evl_http_result res = { .body = "" };
+	struct evl_http_result res = {.body = ""};
 	struct evbuffer *in;
 	unsigned char *p;
 	size_t len;
@@ -371,7 +387,7 @@ evl_req_start(void *arg)
 	evhttp_connection_set_timeout_tv(w->conn, &tv);
 	evhttp_connection_set_retries(w->conn, 0);
 	evhttp_connection_set_max_body_size(
-		w->conn, w->max_body > (size_t)SSIZE_MAX ? -1 : (ev_ssize_t)w->max_body);
+	    w->conn, w->max_body > (size_t)SSIZE_MAX ? -1 : (ev_ssize_t)w->max_body);
 
 	req = evhttp_request_new(evl_req_done_cb, w);
 	if (req == NULL) {
@@ -402,9 +418,8 @@ evl_method(const char *m, enum evhttp_cmd_type *ret)
 		const char *name;
 		enum evhttp_cmd_type type;
 	} methods[] = {
-		{ "GET", EVHTTP_REQ_GET },   { "POST", EVHTTP_REQ_POST },
-		{ "PUT", EVHTTP_REQ_PUT },   { "DELETE", EVHTTP_REQ_DELETE },
-		{ "HEAD", EVHTTP_REQ_HEAD }, { "PATCH", EVHTTP_REQ_PATCH },
+	    {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST}, {"PUT", EVHTTP_REQ_PUT},
+	    {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD}, {"PATCH", EVHTTP_REQ_PATCH},
 	};
 	size_t i;
 
@@ -454,8 +469,8 @@ evl_req_parse_url(struct evl_req *w, const char *url)
 	}
 	if (w->host == NULL)
 		goto out;
-	if (port == 80 ? asprintf(&w->hosthdr, "%s", host) < 0 :
-			 asprintf(&w->hosthdr, "%s:%d", host, port) < 0) {
+	if (port == 80 ? asprintf(&w->hosthdr, "%s", host) < 0
+		       : asprintf(&w->hosthdr, "%s:%d", host, port) < 0) {
 		w->hosthdr = NULL;
 		goto out;
 	}
@@ -587,7 +602,7 @@ int
 evl_http_sync(struct evl *l, const char *method, const char *url, const char *body, size_t body_len,
 	      int timeout_ms, size_t max_body, char **ret_body, size_t *ret_len)
 {
-	struct evl_sync s = { .done = false };
+	struct evl_sync s = {.done = false};
 	int rc;
 
 	if (ret_body != NULL)

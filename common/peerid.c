@@ -23,6 +23,8 @@
  * The macro parameter is not a single letter because letters are the
  * list's own tokens (a parameter named X would swallow the X of "AX").
  */
+/* One initial letter per line keeps the table reviewable. */
+/* clang-format off */
 #define PEERID_COUNTRY_LIST(CC)                                                                    \
 	CC(A, D) CC(A, E) CC(A, F) CC(A, G) CC(A, I) CC(A, L) CC(A, M) CC(A, O) CC(A, Q)           \
 	CC(A, R) CC(A, S) CC(A, T) CC(A, U) CC(A, W) CC(A, X) CC(A, Z)                             \
@@ -66,6 +68,7 @@
 	CC(W, F) CC(W, S)                                                                          \
 	CC(Y, E) CC(Y, T)                                                                          \
 	CC(Z, A) CC(Z, M) CC(Z, W)
+/* clang-format on */
 
 /* Letter -> row/column of the lookup table; token pasting needs a macro per letter. */
 #define PEERID_L_A 0
@@ -100,18 +103,15 @@
 #define PEERID_LUT(a, b)  [PEERID_L_##a][PEERID_L_##b] = PEERID_CC_##a##b,
 
 /* Index 0 is the "unknown" country, so real codes start at 1. */
-enum peerid_cc {
-	PEERID_CC_UNKNOWN = 0,
-	PEERID_COUNTRY_LIST(PEERID_ENUM) PEERID_CC_END
-};
+enum peerid_cc { PEERID_CC_UNKNOWN = 0, PEERID_COUNTRY_LIST(PEERID_ENUM) PEERID_CC_END };
 
 _Static_assert(PEERID_CC_END - 1 <= PEERID_COUNTRY_MAX, "country index must fit in 8 bits");
 
-const char *const peerid_countries[] = { "", PEERID_COUNTRY_LIST(PEERID_NAME) };
+const char *const peerid_countries[] = {"", PEERID_COUNTRY_LIST(PEERID_NAME)};
 const unsigned peerid_country_count = PEERID_CC_END;
 
 /* 676 bytes buys an O(1) lookup with no init step and no locking. */
-static const uint8_t peerid_country_lut[26][26] = { PEERID_COUNTRY_LIST(PEERID_LUT) };
+static const uint8_t peerid_country_lut[26][26] = {PEERID_COUNTRY_LIST(PEERID_LUT)};
 
 int
 peerid_encode(const struct peerid_fields *f, uint64_t *ret_id)
@@ -123,8 +123,9 @@ peerid_encode(const struct peerid_fields *f, uint64_t *ret_id)
 
 	*ret_id = (uint64_t)f->country << PEERID_COUNTRY_SHIFT |
 		  (uint64_t)f->nettype << PEERID_NETTYPE_SHIFT |
-		  (uint64_t)f->region << PEERID_REGION_SHIFT | (uint64_t)f->city << PEERID_CITY_SHIFT |
-		  (uint64_t)f->area << PEERID_AREA_SHIFT | (uint64_t)f->node << PEERID_NODE_SHIFT;
+		  (uint64_t)f->region << PEERID_REGION_SHIFT |
+		  (uint64_t)f->city << PEERID_CITY_SHIFT | (uint64_t)f->area << PEERID_AREA_SHIFT |
+		  (uint64_t)f->node << PEERID_NODE_SHIFT;
 	return 0;
 }
 
@@ -203,8 +204,8 @@ peerid_proximity(uint64_t a, uint64_t b)
 	if (peerid_decode(a, &fa) < 0 || peerid_decode(b, &fb) < 0)
 		return 0;
 
-	const unsigned pa[] = { fa.country, fa.nettype, fa.region, fa.city, fa.area };
-	const unsigned pb[] = { fb.country, fb.nettype, fb.region, fb.city, fb.area };
+	const unsigned pa[] = {fa.country, fa.nettype, fa.region, fa.city, fa.area};
+	const unsigned pb[] = {fb.country, fb.nettype, fb.region, fb.city, fb.area};
 
 	/* Fields are a hierarchy: once one differs, the finer ones mean nothing
 	 * (city 3 of region 1 is not city 3 of region 2). */

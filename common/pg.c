@@ -395,8 +395,8 @@ pg_migrate_one(PGconn *c, char *errbuf, size_t errsize)
 	snprintf(version, sizeof(version), "%d", m->version);
 	params[0] = version;
 	params[1] = m->name;
-	err = pg_exec(c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2,
-		      params, errbuf, errsize);
+	err = pg_exec(c, "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", 2, params,
+		      errbuf, errsize);
 	if (err < 0)
 		goto rollback;
 	err = pg_migrate_exec(c, "COMMIT", errbuf, errsize);

@@ -12,11 +12,15 @@
 #include <sys/time.h>
 #include <time.h>
 
+/* hiredis writes with write(2): a write to a Redis that just died raises
+ * SIGPIPE, which daemons ignore (dmn_signals_init()); this library does not
+ * change signal dispositions itself. */
+
 /* Used when an option is 0: a zero timeval means "expire at once" to hiredis'
  * connect and "never" to SO_RCVTIMEO, and neither is what a caller who left
  * the field unset wants. */
-#define RDS_DEFAULT_HOST "127.0.0.1"
-#define RDS_DEFAULT_PORT 6379
+#define RDS_DEFAULT_HOST       "127.0.0.1"
+#define RDS_DEFAULT_PORT       6379
 #define RDS_DEFAULT_CONNECT_MS 500
 #define RDS_DEFAULT_COMMAND_MS 1000
 #define RDS_DEFAULT_BACKOFF_MS 5000
@@ -85,7 +89,7 @@ rds_now_ms(void)
 static struct timeval
 rds_tv(int ms)
 {
-	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
 
 	return tv;
 }
@@ -233,6 +237,16 @@ rds_fail(struct rds *r, bool probing)
 	atomic_store_explicit(&r->backoff_until, now + (uint64_t)next, memory_order_release);
 }
 
+/* The prober gives up for a reason that says nothing about Redis (ENOMEM,
+ * misuse): let the next caller probe instead, rather than waiting out or
+ * doubling a backoff. 1 is a deadline already in the past. */
+static void
+rds_unclaim(struct rds *r, bool probing)
+{
+	if (probing && atomic_load_explicit(&r->backoff_until, memory_order_relaxed) != 0)
+		atomic_store_explicit(&r->backoff_until, 1, memory_order_release);
+}
+
 /* Maps a context error after a failed hiredis call; saved_errno is errno
  * read right after that call (hiredis reports a SO_RCVTIMEO/SO_SNDTIMEO
  * expiry as REDIS_ERR_IO with errno EAGAIN). */
@@ -344,11 +358,10 @@ rds_enter(struct rds *r, bool *ret_probing, int *ret_err)
 	return conn;
 
 fail_backoff:
-	if (err != -EBUSY)
+	if (err == -EBUSY || err == -ENOMEM)
+		rds_unclaim(r, probing);
+	else
 		rds_fail(r, probing);
-	else if (probing)
-		/* Not Redis' fault: hand the probe back to the next caller. */
-		atomic_store_explicit(&r->backoff_until, 1, memory_order_release);
 fail:
 	atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
 	*ret_err = err;
@@ -385,8 +398,7 @@ rds_format_failed(struct rds *r, struct rds_conn *conn, bool probing, int *ret_e
 {
 	*ret_err = conn->c->err == REDIS_ERR_OOM ? -ENOMEM : -EINVAL;
 	rds_conn_close(conn);
-	if (probing)
-		atomic_store_explicit(&r->backoff_until, 1, memory_order_release);
+	rds_unclaim(r, probing);
 	atomic_fetch_add_explicit(&r->errors, 1, memory_order_relaxed);
 }
 
@@ -403,8 +415,8 @@ rds_new(const struct rds_opts *opts)
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
-	r->host = strdup(opts->host != NULL && opts->host[0] != '\0' ? opts->host
-								   : RDS_DEFAULT_HOST);
+	r->host =
+	    strdup(opts->host != NULL && opts->host[0] != '\0' ? opts->host : RDS_DEFAULT_HOST);
 	r->password = strdup(opts->password != NULL ? opts->password : "");
 	r->prefix = strdup(opts->prefix != NULL ? opts->prefix : "");
 	if (r->host == NULL || r->password == NULL || r->prefix == NULL) {
@@ -413,12 +425,12 @@ rds_new(const struct rds_opts *opts)
 	}
 	r->port = opts->port > 0 ? opts->port : RDS_DEFAULT_PORT;
 	r->db = opts->db;
-	r->connect_ms = opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms
-						     : RDS_DEFAULT_CONNECT_MS;
-	r->command_ms = opts->command_timeout_ms > 0 ? opts->command_timeout_ms
-						     : RDS_DEFAULT_COMMAND_MS;
-	r->max_backoff_ms = opts->max_backoff_ms > 0 ? opts->max_backoff_ms
-						     : RDS_DEFAULT_BACKOFF_MS;
+	r->connect_ms =
+	    opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : RDS_DEFAULT_CONNECT_MS;
+	r->command_ms =
+	    opts->command_timeout_ms > 0 ? opts->command_timeout_ms : RDS_DEFAULT_COMMAND_MS;
+	r->max_backoff_ms =
+	    opts->max_backoff_ms > 0 ? opts->max_backoff_ms : RDS_DEFAULT_BACKOFF_MS;
 	if (r->max_backoff_ms < r->connect_ms)
 		r->max_backoff_ms = r->connect_ms;
 	r->id = atomic_fetch_add(&rds_next_id, 1);
@@ -548,16 +560,15 @@ rds_pipe_begin(struct rds *r)
 		return NULL;
 	}
 	if (conn->pipe.active) {
-		if (probing)
-			atomic_store_explicit(&r->backoff_until, 1, memory_order_release);
+		rds_unclaim(r, probing);
 		errno = EBUSY;
 		return NULL;
 	}
 	conn->pipe = (struct rds_pipe){
-		.r = r,
-		.conn = conn,
-		.active = true,
-		.probing = probing,
+	    .r = r,
+	    .conn = conn,
+	    .active = true,
+	    .probing = probing,
 	};
 	return &conn->pipe;
 }
@@ -632,8 +643,7 @@ rds_pipe_exec(struct rds_pipe *p, redisReply **replies, size_t n)
 	if (p->err != 0 || n != p->queued) {
 		err = p->err != 0 ? p->err : -EINVAL;
 		rds_conn_close(p->conn);
-		if (probing)
-			atomic_store_explicit(&r->backoff_until, 1, memory_order_release);
+		rds_unclaim(r, probing);
 		goto fail;
 	}
 	atomic_fetch_add_explicit(&r->commands, n, memory_order_relaxed);
@@ -674,8 +684,7 @@ rds_pipe_end(struct rds_pipe *p)
 		return;
 	if (p->queued > 0 || p->err != 0)
 		rds_conn_close(p->conn);
-	if (p->probing)
-		atomic_store_explicit(&p->r->backoff_until, 1, memory_order_release);
+	rds_unclaim(p->r, p->probing);
 	p->queued = 0;
 	p->err = 0;
 	p->probing = false;

@@ -64,7 +64,7 @@ tok_memeq(const void *a, const void *b, size_t len)
 }
 
 static const char tok_b64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int
 tok_b64_encode(const void *in, size_t len, char *out, size_t outsize)
@@ -220,8 +220,8 @@ tok_key_wipe(struct tok_key *key)
 }
 
 int
-tok_mint(const struct tok_key *key, uint8_t kind, uint64_t expiry, const void *payload,
-	 size_t len, char *out, size_t outsize)
+tok_mint(const struct tok_key *key, uint8_t kind, uint64_t expiry, const void *payload, size_t len,
+	 char *out, size_t outsize)
 {
 	unsigned char body[TOK_BODY_MAX], mac[TOK_MAC_LEN];
 	int n, m;

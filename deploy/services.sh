@@ -54,7 +54,7 @@ find_pg_bin() {
 	best=""
 	best_v=0
 	for d in /usr/lib/postgresql/*/bin; do
-		[ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] || continue
+		{ [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; } || continue
 		v=${d%/bin}
 		v=${v##*/}
 		case $v in
@@ -250,7 +250,7 @@ start)
 	[ "$3" != "$4" ] || die "Redis and PostgreSQL need different ports"
 	if [ ! -d "$2" ]; then
 		# Made traversable so the PostgreSQL user can reach DIR/pg.
-		mkdir -p "$2" && chmod 755 "$2" || die "cannot create $2"
+		{ mkdir -p "$2" && chmod 755 "$2"; } || die "cannot create $2"
 	fi
 	set_dir "$2" || die "cannot use $2"
 	find_pg_bin

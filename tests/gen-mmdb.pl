@@ -18,9 +18,9 @@
 #   2a01:238::/32      DE      Berlin     Berlin     3320        other (15)
 #   5.10.0.0/24        FR      -          -          -           unknown (0): country only,
 #                                                                no ASN record
-#   198.51.100.0/25    CN      Beijing    Beijing    4808        documentation range: present
-#   2001:db8:1::/48    DE      Berlin     Berlin     3320        in the DBs but the daemon must
-#                                                                treat it as private
+#   198.51.100.0/25    CN      Beijing    Beijing    4808        documentation ranges: the
+#   2001:db8:1::/48    DE      Berlin     Berlin     3320        daemon routes them as public
+#                                                                addresses (common/addr.c)
 #   9.9.9.0/24         -       -          -          -           in neither DB (not_found)
 #
 # The trees are IPv6 with IPv4 mapped at ::/96 (alias_ipv6_to_ipv4), so IPv4

@@ -22,13 +22,13 @@ die() {
 
 prev=0
 for f in "$@"; do
-	[ -f "$f" ] && [ -r "$f" ] || die "$f: not a readable file"
+	{ [ -f "$f" ] && [ -r "$f" ]; } || die "$f: not a readable file"
 	base=${f##*/}
 	digits=$(printf '%s\n' "$base" | sed -n 's/^\([0-9][0-9]*\).*/\1/p')
 	[ -n "$digits" ] || die "$f: file name must start with a version number (NNNN_name.sql)"
 	# awk, not $((...)): the shell would read 0008 as a bad octal number.
 	version=$(printf '%s\n' "$digits" | awk '{ print $0 + 0 }')
-	[ "$version" -ge 1 ] && [ "$version" -le 2147483647 ] ||
+	{ [ "$version" -ge 1 ] && [ "$version" -le 2147483647 ]; } ||
 		die "$f: version $digits out of range (1..2147483647)"
 	[ "$version" -gt "$prev" ] ||
 		die "$f: version $version does not follow version $prev (must strictly increase)"

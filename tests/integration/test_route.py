@@ -346,8 +346,9 @@ def test_xff_ignored_from_untrusted_peer(route_server, trusted):
 
 PRIVATE = ["10.1.2.3", "172.16.5.4", "192.168.1.1", "100.64.0.1", "127.0.0.2", "169.254.1.1",
            "0.1.2.3", "198.18.0.1", "224.0.0.1", "fd00::1", "fe80::1", "::1", "ff02::1"]
-# Documentation ranges: present in the test city DB as CN/DE; private per
-# docs/route-server.md ("Domain choice") and common/addr.h.
+# Documentation ranges: present in the test city DB as CN/DE. The lead chose
+# (common/addr.c) to route them as public; docs/route-server.md "Domain
+# choice" still lists them as private and needs the same change.
 DOC_RANGES = ["198.51.100.7", "203.0.113.9", "192.0.2.1", "2001:db8:1::1"]
 
 

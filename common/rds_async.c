@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: MIT
+/* Asynchronous Redis on an event loop: many threads, one pipelined connection. */
+#include "rds_async.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmn.h"
+
+#define RDS_ASYNC_QUEUE_MAX 65536 /* commands waiting for the loop thread */
+
+/* One command: queued by any thread, then in flight on the connection. */
+struct rds_async_cmd {
+	struct rds_async_cmd *next;
+	struct rds_async *a;
+	rds_async_cb cb;
+	void *arg;
+	char *buf; /* RESP text, from redisFormatCommandArgv */
+	int len;
+	long long sent_ms;
+};
+
+struct rds_async {
+	struct evl *loop;
+	char *host, *password, *prefix;
+	int port, db, connect_timeout_ms, command_timeout_ms, max_backoff_ms;
+
+	/* submission queue, any thread */
+	pthread_mutex_t lock;
+	struct rds_async_cmd *qhead, *qtail;
+	size_t qlen;
+	bool closing;
+	struct event *wake;
+
+	/* loop thread only */
+	redisAsyncContext *ac;
+	bool connected;
+	long long connect_started_ms;
+	struct rds_async_cmd *fhead, *ftail; /* in flight, in send order */
+	int fail_err; /* error given to callbacks while the connection is torn down */
+	struct event *tick;
+	int backoff_ms;
+
+	/* any thread */
+	atomic_llong down_until_ms;
+	atomic_ullong commands, errors, connects;
+	atomic_bool up;
+};
+
+static void rds_async_fail_conn(struct rds_async *a, int err);
+
+static void
+rds_async_cmd_free(struct rds_async_cmd *c)
+{
+	if (!c)
+		return;
+	redisFreeCommand(c->buf);
+	free(c);
+}
+
+/* Runs a command's callback and frees it; loop thread. */
+static void
+rds_async_finish(struct rds_async_cmd *c, redisReply *reply, int err)
+{
+	if (err)
+		atomic_fetch_add(&c->a->errors, 1);
+	c->cb(reply, err, c->arg);
+	rds_async_cmd_free(c);
+}
+
+static void
+rds_async_mark_down(struct rds_async *a)
+{
+	int b = a->backoff_ms ? a->backoff_ms * 2 : a->connect_timeout_ms;
+	if (b > a->max_backoff_ms)
+		b = a->max_backoff_ms;
+	a->backoff_ms = b;
+	atomic_store(&a->down_until_ms, dmn_now_ms() + b);
+	atomic_store(&a->up, false);
+}
+
+/* hiredis calls this for each reply in order, and with NULL for every
+ * command still pending when the connection goes away. */
+static void
+rds_async_on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rds_async_cmd *c = privdata;
+	struct rds_async *a = c->a;
+	(void)ac;
+
+	/* Replies come in send order, so c is the head of the in-flight list. */
+	if (a->fhead == c) {
+		a->fhead = c->next;
+		if (!a->fhead)
+			a->ftail = NULL;
+	}
+	if (r)
+		rds_async_finish(c, r, 0);
+	else
+		rds_async_finish(c, NULL, a->fail_err ? a->fail_err : -EIO);
+}
+
+/* AUTH and SELECT replies: an error means the connection is unusable. */
+static void
+rds_async_on_setup(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct rds_async *a = privdata;
+	redisReply *reply = r;
+	(void)ac;
+	if (reply && reply->type == REDIS_REPLY_ERROR && a->ac)
+		rds_async_fail_conn(a, -EIO);
+}
+
+static void
+rds_async_on_connect(const redisAsyncContext *ac, int status)
+{
+	struct rds_async *a = ac->data;
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		a->fail_err = -EIO;
+		a->ac = NULL;
+		a->connected = false;
+		rds_async_mark_down(a);
+		return;
+	}
+	a->connected = true;
+	a->backoff_ms = 0;
+	atomic_fetch_add(&a->connects, 1);
+	atomic_store(&a->up, true);
+}
+
+static void
+rds_async_on_disconnect(const redisAsyncContext *ac, int status)
+{
+	struct rds_async *a = ac->data;
+	(void)status;
+	a->ac = NULL; /* hiredis frees it after this callback */
+	a->connected = false;
+	if (!a->closing)
+		rds_async_mark_down(a);
+}
+
+/* Drops the connection: every command in flight fails with err. */
+static void
+rds_async_fail_conn(struct rds_async *a, int err)
+{
+	redisAsyncContext *ac = a->ac;
+	if (!ac)
+		return;
+	a->fail_err = err;
+	a->ac = NULL;
+	a->connected = false;
+	rds_async_mark_down(a);
+	redisAsyncFree(ac); /* runs the callbacks with NULL replies */
+}
+
+static int
+rds_async_connect(struct rds_async *a)
+{
+	redisAsyncContext *ac = a->host[0] == '/' ? redisAsyncConnectUnix(a->host)
+						  : redisAsyncConnect(a->host, a->port);
+	if (!ac)
+		return -ENOMEM;
+	if (ac->err) {
+		redisAsyncFree(ac);
+		rds_async_mark_down(a);
+		return -EAGAIN;
+	}
+	ac->data = a;
+	if (redisLibeventAttach(ac, evl_base(a->loop)) != REDIS_OK) {
+		redisAsyncFree(ac);
+		return -ENOMEM;
+	}
+	redisAsyncSetConnectCallback(ac, rds_async_on_connect);
+	redisAsyncSetDisconnectCallback(ac, rds_async_on_disconnect);
+	a->ac = ac;
+	a->fail_err = 0;
+	a->connect_started_ms = dmn_now_ms();
+	if (a->password[0])
+		redisAsyncCommand(ac, rds_async_on_setup, a, "AUTH %s", a->password);
+	if (a->db)
+		redisAsyncCommand(ac, rds_async_on_setup, a, "SELECT %d", a->db);
+	return 0;
+}
+
+/* Loop thread: sends everything queued. hiredis appends each command to
+ * its output buffer and writes them all when the socket is writable. */
+static void
+rds_async_on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct rds_async *a = arg;
+	struct rds_async_cmd *list, *c;
+	(void)fd;
+	(void)what;
+
+	pthread_mutex_lock(&a->lock);
+	list = a->qhead;
+	a->qhead = a->qtail = NULL;
+	a->qlen = 0;
+	pthread_mutex_unlock(&a->lock);
+
+	while ((c = list)) {
+		list = c->next;
+		c->next = NULL;
+		if (!a->ac && dmn_now_ms() >= atomic_load(&a->down_until_ms))
+			rds_async_connect(a);
+		if (!a->ac) {
+			rds_async_finish(c, NULL, -EAGAIN);
+			continue;
+		}
+		c->sent_ms = dmn_now_ms();
+		if (redisAsyncFormattedCommand(a->ac, rds_async_on_reply, c, c->buf, (size_t)c->len) !=
+		    REDIS_OK) {
+			rds_async_finish(c, NULL, -EIO);
+			continue;
+		}
+		atomic_fetch_add(&a->commands, 1);
+		if (a->ftail)
+			a->ftail->next = c;
+		else
+			a->fhead = c;
+		a->ftail = c;
+	}
+}
+
+/* Loop thread, a few times per command timeout: fails a connection whose
+ * oldest command (or whose connect) has waited too long. hiredis has no
+ * timeouts of its own on asynchronous contexts. */
+static void
+rds_async_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct rds_async *a = arg;
+	long long now = dmn_now_ms();
+	(void)fd;
+	(void)what;
+
+	if (a->ac && !a->connected && now - a->connect_started_ms > a->connect_timeout_ms)
+		rds_async_fail_conn(a, -ETIMEDOUT);
+	else if (a->ac && a->fhead && now - a->fhead->sent_ms > a->command_timeout_ms)
+		rds_async_fail_conn(a, -ETIMEDOUT);
+}
+
+struct rds_async_sync {
+	struct rds_async *a;
+	bool setup; /* true: create events; false: tear down */
+	int ret;
+	bool done;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+};
+
+static void
+rds_async_on_loop(void *arg)
+{
+	struct rds_async_sync *s = arg;
+	struct rds_async *a = s->a;
+
+	if (s->setup) {
+		int ms = a->command_timeout_ms < a->connect_timeout_ms ? a->command_timeout_ms
+								       : a->connect_timeout_ms;
+		struct timeval tv = { .tv_sec = 0, .tv_usec = (ms / 4 > 0 ? ms / 4 : 1) * 1000 };
+		if (tv.tv_usec >= 1000000)
+			tv = (struct timeval){ .tv_sec = 0, .tv_usec = 250000 };
+		a->wake = event_new(evl_base(a->loop), -1, 0, rds_async_on_wake, a);
+		a->tick = event_new(evl_base(a->loop), -1, EV_PERSIST, rds_async_on_tick, a);
+		s->ret = a->wake && a->tick && event_add(a->tick, &tv) == 0 ? 0 : -ENOMEM;
+	} else {
+		struct rds_async_cmd *list, *c;
+		pthread_mutex_lock(&a->lock);
+		a->closing = true;
+		list = a->qhead;
+		a->qhead = a->qtail = NULL;
+		pthread_mutex_unlock(&a->lock);
+		while ((c = list)) {
+			list = c->next;
+			rds_async_finish(c, NULL, -ECANCELED);
+		}
+		rds_async_fail_conn(a, -ECANCELED);
+		if (a->wake)
+			event_free(a->wake);
+		if (a->tick)
+			event_free(a->tick);
+		a->wake = a->tick = NULL;
+	}
+	pthread_mutex_lock(&s->lock);
+	s->done = true;
+	pthread_cond_signal(&s->cond);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static int
+rds_async_run_on_loop(struct rds_async *a, bool setup)
+{
+	struct rds_async_sync s = { .a = a, .setup = setup, .ret = -ECANCELED };
+	pthread_mutex_init(&s.lock, NULL);
+	pthread_cond_init(&s.cond, NULL);
+	if (evl_call(a->loop, rds_async_on_loop, &s) == 0) {
+		pthread_mutex_lock(&s.lock);
+		while (!s.done)
+			pthread_cond_wait(&s.cond, &s.lock);
+		pthread_mutex_unlock(&s.lock);
+	}
+	pthread_cond_destroy(&s.cond);
+	pthread_mutex_destroy(&s.lock);
+	return s.ret;
+}
+
+struct rds_async *
+rds_async_new(struct evl *loop, const struct rds_opts *o)
+{
+	struct rds_async *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->loop = loop;
+	a->host = strdup(o->host ? o->host : "127.0.0.1");
+	a->password = strdup(o->password ? o->password : "");
+	a->prefix = strdup(o->prefix ? o->prefix : "");
+	a->port = o->port;
+	a->db = o->db;
+	a->connect_timeout_ms = o->connect_timeout_ms > 0 ? o->connect_timeout_ms : 200;
+	a->command_timeout_ms = o->command_timeout_ms > 0 ? o->command_timeout_ms : 500;
+	a->max_backoff_ms = o->max_backoff_ms > 0 ? o->max_backoff_ms : 2000;
+	pthread_mutex_init(&a->lock, NULL);
+	if (!a->host || !a->password || !a->prefix || rds_async_run_on_loop(a, true) < 0) {
+		rds_async_free(a);
+		return NULL;
+	}
+	return a;
+}
+
+void
+rds_async_free(struct rds_async *a)
+{
+	if (!a)
+		return;
+	rds_async_run_on_loop(a, false);
+	pthread_mutex_destroy(&a->lock);
+	if (a->password)
+		memset(a->password, 0, strlen(a->password));
+	free(a->host);
+	free(a->password);
+	free(a->prefix);
+	free(a);
+}
+
+int
+rds_async_argv(struct rds_async *a, rds_async_cb cb, void *arg, int argc, const char **argv,
+	       const size_t *argvlen)
+{
+	struct rds_async_cmd *c;
+	bool was_empty;
+
+	if (dmn_now_ms() < atomic_load(&a->down_until_ms)) {
+		atomic_fetch_add(&a->errors, 1);
+		return -EAGAIN;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
+	c->a = a;
+	c->cb = cb;
+	c->arg = arg;
+	c->len = redisFormatCommandArgv(&c->buf, argc, argv, argvlen);
+	if (c->len < 0) {
+		free(c);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&a->lock);
+	if (a->closing || a->qlen >= RDS_ASYNC_QUEUE_MAX) {
+		pthread_mutex_unlock(&a->lock);
+		rds_async_cmd_free(c);
+		atomic_fetch_add(&a->errors, 1);
+		return -EAGAIN;
+	}
+	was_empty = !a->qhead;
+	if (a->qtail)
+		a->qtail->next = c;
+	else
+		a->qhead = c;
+	a->qtail = c;
+	a->qlen++;
+	/* One wake-up per batch: whoever makes the queue non-empty rings. */
+	if (was_empty)
+		event_active(a->wake, 0, 0);
+	pthread_mutex_unlock(&a->lock);
+	return 0;
+}
+
+const char *
+rds_async_prefix(const struct rds_async *a)
+{
+	return a->prefix;
+}
+
+void
+rds_async_stats(const struct rds_async *a, struct rds_stats *ret)
+{
+	ret->commands = atomic_load(&a->commands);
+	ret->errors = atomic_load(&a->errors);
+	ret->connects = atomic_load(&a->connects);
+	ret->up = atomic_load(&a->up);
+}
