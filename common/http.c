@@ -9,6 +9,7 @@
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,16 @@
 #define HTTP_MAX_PARAMS  4
 #define HTTP_MAX_HEADERS 8
 #define HTTP_PARAM_MAX   256
+
+/* A deferred request's handshake between its pool thread, which must
+ * suspend the connection after the handler returns, and the thread that
+ * replies, which may finish first. */
+enum {
+	HTTP_D_NONE = 0,
+	HTTP_D_WAITING,	  /* deferred, reply not ready, not yet suspended */
+	HTTP_D_SUSPENDED, /* suspended; the replier must resume */
+	HTTP_D_READY,	  /* replied before the suspension: the pool thread resumes */
+};
 
 struct http_server {
 	char *name;
@@ -57,18 +68,21 @@ struct http_req {
 	bool too_large;
 	bool replied;
 	bool queued;
+	bool deferred;
+	atomic_int dstate; /* HTTP_D_*: who resumes a deferred request */
 	struct MHD_Response *resp;
 	unsigned status;
 	const char *route_name;
-	char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
 	size_t nparams;
 	struct addr peer, client;
 	char rid[33];
-	char hdr_name[HTTP_MAX_HEADERS][64];
-	char hdr_val[HTTP_MAX_HEADERS][256];
 	size_t nhdr;
 	struct timespec start;
 	size_t resp_len;
+	/* Large buffers last: only the fields above are zeroed per request. */
+	char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
+	char hdr_name[HTTP_MAX_HEADERS][64];
+	char hdr_val[HTTP_MAX_HEADERS][256];
 };
 
 int
@@ -409,6 +423,8 @@ http_dispatch(struct http_req *r)
 		if (rt->admin && http_check_admin(r) < 0)
 			return;
 		rt->fn(r, s->arg);
+		if (r->deferred)
+			return;
 		if (!r->replied) {
 			log_err("BUG: handler for %s %s did not reply", rt->method, rt->pattern);
 			http_reply_error(r, 500, "internal", "handler did not reply");
@@ -496,11 +512,14 @@ static struct http_req *
 http_req_new(struct http_server *s, struct MHD_Connection *conn, const char *url,
 	     const char *method)
 {
-	struct http_req *r = calloc(1, sizeof(*r));
+	struct http_req *r = malloc(sizeof(*r));
 	const union MHD_ConnectionInfo *ci;
 
 	if (!r)
 		return NULL;
+	/* Zeroing 3.5 KiB of buffers per request showed in profiles; they are
+	 * written before being read. */
+	memset(r, 0, offsetof(struct http_req, params));
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	r->srv = s;
 	r->conn = conn;
@@ -586,10 +605,38 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 				 s->max_body);
 		return http_queue(r);
 	}
+	if (r->deferred) {
+		/* Called again after http_resume: the reply is ready. */
+		return http_queue(r);
+	}
 	log_set_request_id(r->rid);
 	http_dispatch(r);
 	log_set_request_id(NULL);
+	if (r->deferred) {
+		int expect = HTTP_D_WAITING;
+		MHD_suspend_connection(conn);
+		if (!atomic_compare_exchange_strong(&r->dstate, &expect, HTTP_D_SUSPENDED))
+			MHD_resume_connection(conn); /* the reply came first */
+		return MHD_YES;
+	}
 	return http_queue(r);
+}
+
+void
+http_defer(struct http_req *r)
+{
+	r->deferred = true;
+	atomic_store(&r->dstate, HTTP_D_WAITING);
+}
+
+void
+http_resume(struct http_req *r)
+{
+	int expect = HTTP_D_WAITING;
+	if (!r->replied)
+		http_reply_error(r, 500, "internal", "deferred request resumed without a reply");
+	if (!atomic_compare_exchange_strong(&r->dstate, &expect, HTTP_D_READY))
+		MHD_resume_connection(r->conn); /* state was SUSPENDED */
 }
 
 static void
@@ -752,7 +799,7 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	struct addr a;
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG;
+			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
 	unsigned threads = o->threads;
 	struct MHD_OptionItem opts[14];
 	size_t n = 0;
@@ -853,6 +900,9 @@ http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
 		if (!s->tls_key)
 			goto fail;
 	}
+	/* Settings a request may read are in place before the first accept. */
+	http_server_set_trusted(s, o->trusted);
+	http_server_set_admin_token(s, o->admin_token);
 	for (p = o->listen; p && *p;) {
 		p += strspn(p, ", \t");
 		size_t len = strcspn(p, ", \t");
@@ -894,6 +944,13 @@ http_server_drain(struct http_server *s, int timeout_ms)
 	if (atomic_load(&s->inflight) > 0)
 		log_warn("%s: %d requests still in flight after %d ms; closing them", s->name,
 			 atomic_load(&s->inflight), timeout_ms);
+}
+
+/* Closes every connection. Deferred requests must have been resumed:
+ * libmicrohttpd cannot stop with a connection suspended. */
+static void
+http_server_stop(struct http_server *s)
+{
 	for (size_t i = 0; i < s->nd; i++)
 		MHD_stop_daemon(s->d[i]);
 	s->nd = 0;
@@ -905,6 +962,7 @@ http_server_free(struct http_server *s)
 	if (!s)
 		return;
 	http_server_drain(s, 0);
+	http_server_stop(s);
 	addr_list_free(atomic_load(&s->trusted));
 	addr_list_free(s->trusted_old);
 	free(atomic_load(&s->token));

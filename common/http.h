@@ -52,6 +52,8 @@ struct http_server_opts {
 	size_t nroutes;
 	void *arg;                   /* passed to every handler */
 	struct met_registry *registry; /* for GET /metrics (http_handle_metrics) */
+	struct addr_list *trusted;   /* taken over (NULL = trust nobody); set before listening */
+	const char *admin_token;     /* copied; NULL or "" = admin routes answer 403 */
 	struct http_metrics *metrics;  /* NULL = no request metrics */
 };
 
@@ -60,11 +62,13 @@ struct http_server_opts {
 struct http_server *http_server_start(const struct http_server_opts *o, char *err,
 				      size_t errsize);
 
-/* Stops accepting, waits up to timeout_ms for requests in flight, then
- * closes everything. Safe to call once; then http_server_free. */
+/* Stops accepting and waits up to timeout_ms for requests in flight (their
+ * replies still go out). Safe to call once; then http_server_free. */
 void http_server_drain(struct http_server *s, int timeout_ms);
 
-/* Drains with timeout 0 if not yet drained, frees. NULL-safe. */
+/* Drains with timeout 0 if not yet drained, closes every connection,
+ * frees. Whatever completes deferred requests (http_defer) must have
+ * resumed them all first. NULL-safe. */
 void http_server_free(struct http_server *s);
 
 /* Checks a listen string ("IP:PORT, [IPv6]:PORT", port 0 allowed) without
@@ -120,6 +124,15 @@ void http_reply_take(struct http_req *r, unsigned status, const char *content_ty
 		     size_t len);
 /* Adds a response header (copied); call before the reply. Max 8. */
 void http_reply_header(struct http_req *r, const char *name, const char *value);
+
+/* Deferred replies, for handlers that wait on another thread (an async
+ * Redis call) without holding their pool thread: the handler calls
+ * http_defer(r) and returns without replying; later any thread calls one
+ * http_reply_* function on r and then http_resume(r), exactly once. r stays
+ * valid until http_resume. While deferred the connection is suspended:
+ * no thread polls it. */
+void http_defer(struct http_req *r);
+void http_resume(struct http_req *r);
 
 /* Common admin handlers: "ok" and the Prometheus text of opts.registry. */
 void http_handle_healthz(struct http_req *r, void *arg);

@@ -63,8 +63,13 @@ route_reload(struct route_env *env)
 
 	dmn_notify("RELOADING=1");
 	cfg = cfg_load(route_cfg_table, route_cfg_n, env->cfg_path, err, sizeof(err));
-	if (!cfg || route_validate(cfg, err, sizeof(err)) < 0) {
+	if (!cfg) {
 		log_err("reload failed, keeping the running configuration: %s", err);
+		goto out;
+	}
+	if (route_validate(cfg, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s: %s", env->cfg_path,
+			err);
 		cfg_free(cfg);
 		goto out;
 	}
@@ -94,10 +99,12 @@ route_collect(void *arg)
 	struct route_env *env = arg;
 	struct rds_stats rs;
 
+	struct rds_stats as;
 	rds_get_stats(env->rds, &rs);
-	met_set(env->m.redis_up, rs.up);
-	met_set(env->m.redis_commands, (double)rs.commands);
-	met_set(env->m.redis_errors, (double)rs.errors);
+	rds_async_stats(env->ra, &as);
+	met_set(env->m.redis_up, as.up || rs.up);
+	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
+	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
 	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
 	pthread_mutex_lock(&env->lock);
 	met_set(env->m.pending, (double)env->npending);
@@ -167,6 +174,8 @@ route_listen(struct route_env *env, const char *name, const char *listen,
 		.arg = env,
 		.registry = env->reg,
 		.metrics = &env->http_metrics,
+		.trusted = addr_list_parse(cfg_str(c, "server", "trusted_proxies"), NULL, NULL),
+		.admin_token = tls ? NULL : cfg_str(c, "server", "admin_token"),
 	};
 	return http_server_start(&o, err, errsize);
 }
@@ -227,8 +236,12 @@ main(int argc, char **argv)
 		return r > 0 ? 0 : 2;
 	env.cfg_path = args.config;
 	env.cfg0 = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0 || route_validate(env.cfg0, err, sizeof(err)) < 0) {
+	if (!env.cfg0) {
 		fprintf(stderr, "route-server: %s\n", err);
+		return 1;
+	}
+	if (route_validate(env.cfg0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "route-server: %s: %s\n", args.config, err);
 		cfg_free(env.cfg0);
 		return 1;
 	}
@@ -294,8 +307,10 @@ main(int argc, char **argv)
 		.max_backoff_ms = (int)cfg_int(env.cfg0, "redis", "max_backoff_ms"),
 	};
 	env.rds = rds_new(&ro);
-	if (!env.rds) {
-		log_err("out of memory");
+	env.loop = evl_new();
+	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;
+	if (!env.rds || !env.ra) {
+		log_err("out of memory setting up Redis");
 		goto out;
 	}
 	if (rds_ping(env.rds) < 0)
@@ -343,7 +358,6 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
-	route_apply_reloadable(&env, env.cfg0);
 	log_notice("ready: api on %s, admin on %s, %zu domains, %zu rules, generation %lld",
 		   cfg_str(env.cfg0, "server", "listen"), cfg_str(env.cfg0, "server", "admin_listen"),
 		   snap->ndomains, snap->nrules, snap->generation);
@@ -366,6 +380,9 @@ main(int argc, char **argv)
 	ret = 0;
 	log_notice("stopped");
 out:
+	/* Redis first: cancelling its commands resumes deferred requests,
+	 * which the HTTP servers need before they can close. */
+	rds_async_free(env.ra);
 	http_server_free(env.api);
 	http_server_free(env.admin);
 	route_refresher_stop(&env);
@@ -374,6 +391,7 @@ out:
 	route_state_free(atomic_load(&env.state));
 	route_state_free(env.state_old);
 	rds_free(env.rds);
+	evl_free(env.loop);
 	pg_pool_free(env.pg);
 	met_registry_free(env.reg);
 	cfg_free(env.cfg0);

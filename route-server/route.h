@@ -16,6 +16,8 @@
 #include "met.h"
 #include "pg.h"
 #include "rds.h"
+#include "rds_async.h"
+#include "evl.h"
 
 #define ROUTE_NAME_MAX 128 /* region/city names kept, bytes */
 #define ROUTE_PATH_MAX 8   /* segments of an MMDB lookup path */
@@ -155,7 +157,9 @@ struct route_env {
 	struct route_state *state_old;
 	_Atomic(struct route_snap *) snap;
 	struct route_snap *snap_old;
-	struct rds *rds;
+	struct rds *rds;	      /* blocking: admin and rare paths */
+	struct evl *loop;	      /* runs ra */
+	struct rds_async *ra;	      /* pipelined: the /v1/route hot path */
 	struct pg_pool *pg;
 	struct http_server *api, *admin;
 	struct met_registry *reg;

@@ -54,16 +54,121 @@ route_fields(struct route_env *env, const struct route_snap *snap, const struct 
 	     struct peerid_fields *f)
 {
 	memset(f, 0, sizeof(*f));
+	/* The carrier and neighbourhood come from the ASN database and stand
+	 * even when the city database does not know the address. */
+	f->nettype = g->nettype;
+	if (g->has_asn)
+		f->area = (g->asn & 0xffff) ^ (g->asn >> 16);
 	if (!g->found)
 		return;
 	f->country = peerid_country_index(g->country);
-	f->nettype = g->nettype;
 	route_snap_codes(snap, f->country, g, &f->region, &f->city);
 	if (f->country && ((g->region[0] && !f->region) || (g->city[0] && !f->city)))
 		route_queue_codes(env, f->country, g);
-	/* One autonomous system = one neighbourhood; 32-bit ASNs fold into 16. */
-	if (g->has_asn)
-		f->area = (g->asn & 0xffff) ^ (g->asn >> 16);
+}
+
+/* One PeerID allocation waiting on Redis. The answer is rendered before
+ * the wait, so the loop thread only splices the PeerID in. */
+struct route_alloc {
+	struct route_env *env;
+	struct http_req *req;
+	char *rest; /* the JSON answer without peer_id, starting at its '{' */
+	struct peerid_fields f;
+	struct met_child *allocations;
+	char domain[64];
+	char ttl[24];
+	int attempts_left;
+	char hex[PEERID_HEX_LEN + 1];
+	char key[160];
+};
+
+static void route_alloc_done(redisReply *rep, int err, void *arg);
+
+/* 16 random bits. Drawn from a per-thread buffer refilled by libsodium, so
+ * the kernel's generator is asked once per 256 PeerIDs, not once each. */
+static unsigned
+route_random16(void)
+{
+	static __thread uint16_t buf[256];
+	static __thread unsigned left;
+
+	if (!left) {
+		randombytes_buf(buf, sizeof(buf));
+		left = 256;
+	}
+	return buf[--left];
+}
+
+/* Tries one random node value: SET NX EX makes it unique and reserves it
+ * in one round trip. */
+static int
+route_alloc_try(struct route_alloc *a)
+{
+	uint64_t id;
+	const char *argv[6];
+
+	a->f.node = route_random16();
+	peerid_encode(&a->f, &id);
+	peerid_format(id, a->hex, sizeof(a->hex));
+	snprintf(a->key, sizeof(a->key), "%speerid:{%s}", rds_async_prefix(a->env->ra), a->hex);
+	argv[0] = "SET";
+	argv[1] = a->key;
+	argv[2] = a->domain;
+	argv[3] = "NX";
+	argv[4] = "EX";
+	argv[5] = a->ttl;
+	return rds_async_argv(a->env->ra, route_alloc_done, a, 6, argv, NULL);
+}
+
+static void
+route_alloc_finish(struct route_alloc *a)
+{
+	http_resume(a->req);
+	free(a->rest);
+	free(a);
+}
+
+/* Loop thread. */
+static void
+route_alloc_done(redisReply *rep, int err, void *arg)
+{
+	struct route_alloc *a = arg;
+	struct route_state *st = atomic_load(&a->env->state);
+
+	if (!err && rep->type == REDIS_REPLY_STATUS) {
+		size_t rlen = strlen(a->rest);
+		size_t len = rlen + PEERID_HEX_LEN + 16;
+		char *out = malloc(len);
+		if (out) {
+			int n = snprintf(out, len, "{\"peer_id\":\"%s\",%s", a->hex, a->rest + 1);
+			met_add(a->allocations, 1);
+			http_reply_take(a->req, 200, "application/json", out, (size_t)n);
+		} else {
+			http_reply_error(a->req, 500, "internal", "out of memory");
+		}
+		route_alloc_finish(a);
+		return;
+	}
+	if (!err && rep->type == REDIS_REPLY_NIL) {
+		met_add(a->env->m.collisions, 1);
+		if (--a->attempts_left > 0) {
+			int r = route_alloc_try(a);
+			if (r == 0)
+				return;
+			err = r;
+		} else {
+			http_reply_retry(a->req, 503, 5, "peerid_exhausted",
+					 "no free PeerID found for this network neighbourhood after %d "
+					 "tries",
+					 st->peerid_attempts);
+			route_alloc_finish(a);
+			return;
+		}
+	}
+	http_reply_retry(a->req, 503, 1, "redis_unavailable",
+			 err ? "the PeerID store is unreachable; retry shortly"
+			     : "the PeerID store refused the write");
+	route_alloc_finish(a);
 }
 
 static void
@@ -74,10 +179,7 @@ route_handle_route(struct http_req *req, void *arg)
 	const struct route_snap *snap = atomic_load(&env->snap);
 	const struct route_domain *d;
 	struct route_geo g;
-	struct peerid_fields f;
-	char hex[PEERID_HEX_LEN + 1], ttl[24];
-	uint64_t id = 0;
-	bool got = false;
+	struct route_alloc *a;
 
 	atomic_fetch_add_explicit(&env->lookups, 1, memory_order_relaxed);
 	route_geo_lookup(st, http_req_client(req), &g);
@@ -93,50 +195,35 @@ route_handle_route(struct http_req *req, void *arg)
 				 st->default_domain);
 		return;
 	}
-	route_fields(env, snap, &g, &f);
-	snprintf(ttl, sizeof(ttl), "%lld", st->peerid_ttl_s);
-	for (int i = 0; i < st->peerid_attempts; i++) {
-		int err;
-		char key[128];
-		f.node = randombytes_uniform(PEERID_NODE_MAX + 1);
-		peerid_encode(&f, &id);
-		peerid_format(id, hex, sizeof(hex));
-		snprintf(key, sizeof(key), "%speerid:{%s}", rds_prefix(env->rds), hex);
-		/* SET NX EX: unique and reserved in one round trip. */
-		redisReply *rep = rds_command(env->rds, &err, "SET %s %s NX EX %s", key, d->name, ttl);
-		if (!rep) {
-			http_reply_retry(req, 503, 1, "redis_unavailable",
-					 "the PeerID store is unreachable; retry shortly");
-			return;
-		}
-		bool ok = rep->type == REDIS_REPLY_STATUS;
-		bool error = rep->type == REDIS_REPLY_ERROR;
-		freeReplyObject(rep);
-		if (error) {
-			http_reply_retry(req, 503, 1, "redis_unavailable",
-					 "the PeerID store refused the write");
-			return;
-		}
-		if (ok) {
-			got = true;
-			break;
-		}
-		met_add(env->m.collisions, 1);
-	}
-	if (!got) {
-		http_reply_retry(req, 503, 5, "peerid_exhausted",
-				 "no free PeerID found for this network neighbourhood after %d tries",
-				 st->peerid_attempts);
-		return;
-	}
-	met_add(d->allocations, 1);
+	a = calloc(1, sizeof(*a));
 	json_t *o = json_object();
-	json_object_set_new(o, "peer_id", json_string(hex));
 	json_object_set_new(o, "domain", json_string(d->name));
 	json_object_set_new(o, "index_servers", route_index_json(d));
 	json_object_set_new(o, "ttl", json_integer(st->peerid_ttl_s));
 	json_object_set_new(o, "geo", route_geo_json(&g));
-	http_reply_json(req, 200, o);
+	if (a)
+		a->rest = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
+	json_decref(o);
+	if (!a || !a->rest) {
+		if (a)
+			free(a);
+		http_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	a->env = env;
+	a->req = req;
+	a->allocations = d->allocations;
+	a->attempts_left = st->peerid_attempts;
+	snprintf(a->domain, sizeof(a->domain), "%s", d->name);
+	snprintf(a->ttl, sizeof(a->ttl), "%lld", st->peerid_ttl_s);
+	route_fields(env, snap, &g, &a->f);
+	/* Defer before submitting: the reply may arrive before we return. */
+	http_defer(req);
+	if (route_alloc_try(a) < 0) {
+		http_reply_retry(req, 503, 1, "redis_unavailable",
+				 "the PeerID store is unreachable; retry shortly");
+		route_alloc_finish(a);
+	}
 }
 
 /* ---------------------------------------------------------------- sources */
@@ -824,7 +911,12 @@ route_handle_status(struct http_req *req, void *arg)
 	struct rds_stats rs;
 	json_t *domains = json_array();
 
+	struct rds_stats as;
 	rds_get_stats(env->rds, &rs);
+	rds_async_stats(env->ra, &as);
+	rs.up = rs.up || as.up;
+	rs.commands += as.commands;
+	rs.errors += as.errors;
 	for (size_t i = 0; snap && i < snap->ndomains; i++) {
 		const struct route_domain *d = &snap->domains[i];
 		json_t *rules = json_array();

@@ -61,23 +61,29 @@ def _daemon_env():
 class RedisServer:
     """redis-server on 127.0.0.1:port, no persistence, own temp dir."""
 
-    def __init__(self, workdir, port=None):
+    def __init__(self, workdir, port=None, password=None, unixsocket=False):
         self.dir = workdir
         self.port = port or free_port()
         self.proc = None
         self.log = os.path.join(self.dir, "redis.log")
+        self.password = password
+        self.unixsocket = os.path.join(workdir, "redis.sock") if unixsocket else None
 
     def start(self):
         assert self.proc is None
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir, "--logfile", self.log, "--daemonize", "no"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self.dir, "--logfile", self.log, "--daemonize", "no"]
+        if self.password:
+            argv += ["--requirepass", self.password]
+        if self.unixsocket:
+            argv += ["--unixsocket", self.unixsocket, "--unixsocketperm", "700"]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
 
         def up():
             if self.proc.poll() is not None:
                 raise RuntimeError("redis-server exited %s: %s" % (self.proc.returncode, self._logtail()))
-            with Resp("127.0.0.1", self.port, timeout=1) as r:
+            with self.client() as r:
                 return r.command("PING") == "PONG"
 
         try:
@@ -113,8 +119,17 @@ class RedisServer:
                     self.proc.wait(10)
             self.proc = None
 
-    def client(self):
-        return Resp("127.0.0.1", self.port)
+    def client(self, db=0):
+        r = Resp("127.0.0.1", self.port)
+        try:
+            if self.password:
+                r.command("AUTH", self.password)
+            if db:
+                r.command("SELECT", db)
+        except BaseException:
+            r.close()
+            raise
+        return r
 
     def command(self, *args):
         with self.client() as r:
@@ -461,9 +476,9 @@ def redis_factory(tmp_path):
     """Dedicated redis-servers for tests that kill them."""
     made = []
 
-    def make(port=None):
+    def make(port=None, **kw):
         d = tempfile.mkdtemp(dir=str(tmp_path), prefix="redis-")
-        srv = RedisServer(d, port)
+        srv = RedisServer(d, port, **kw)
         made.append(srv)
         return srv.start()
 

@@ -1116,6 +1116,43 @@ def test_xff_trusted_range_skips_hops(route_server):
             assert got == want, (xff, got)
 
 
+def test_redis_unix_socket_password_db(route_server, redis_factory):
+    """[redis] host as a socket path, password and db are honoured."""
+    red = redis_factory(password="s3cret-pw", unixsocket=True)
+    rs = route_server({"redis": {"host": red.unixsocket, "password": "s3cret-pw", "db": 3}}, redis=red)
+    rs.put_domain("default", DEFAULT_IS)
+    pid = route_json(rs, NETS["beijing"].ip)["peer_id"]
+    key = "%speerid:{%s}" % (rs.prefix, pid)
+    with red.client(db=3) as r:
+        assert r.command("GET", key) == "default", key
+    with red.client(db=0) as r:
+        assert r.command("EXISTS", key) == 0
+    # A wrong password: Redis refuses, the daemon answers 503, not a crash.
+    bad = route_server({"redis": {"host": red.unixsocket, "password": "wrong", "db": 3}}, redis=red)
+    assert_error(bad.route(xff=NETS["beijing"].ip), 503, "redis_unavailable")
+    r = bad.admin("GET", "/readyz")
+    assert r.status == 503 and "redis" in r.text.lower(), r
+
+
+def test_access_log_reload(route_server):
+    rs = route_server({"server": {"access_log": False}})
+    rs.put_domain("default", DEFAULT_IS)
+    n0 = len(rs.stderr())
+    for _ in range(3):
+        route_json(rs, NETS["beijing"].ip)
+    time.sleep(0.2)
+    assert "/v1/route" not in rs.stderr()[n0:], "access_log = false still logs requests"
+    rs.update_config({"server": {"access_log": True}})
+    rs.signal(signal.SIGHUP)
+
+    def logged():
+        route_json(rs, NETS["beijing"].ip)
+        time.sleep(0.05)
+        return "/v1/route" in rs.stderr()[n0:]
+
+    wait_until(logged, timeout=5, what="access log lines after SIGHUP with access_log = true")
+
+
 # ------------------------------------------------------ start-up failures
 
 
