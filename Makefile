@@ -69,17 +69,18 @@ $(B)/gen/schema.c: $(SQL) deploy/sql/embed.sh
 	deploy/sql/embed.sh $(SQL) >$@
 
 $(B)/gen/schema.o: $(B)/gen/schema.c
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
 $(B)/libcommon.a: $(COMMON_OBJ)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)ar rcs $@ $^
 
 .SECONDARY:
 .SECONDEXPANSION:
 $(B)/bin/%: $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 # Unit tests of a daemon's logic (test_route_*.c) link its objects but main.o.
 ROUTE_LIB_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out route-server/main.c,$(wildcard route-server/*.c)))
@@ -127,12 +128,16 @@ bench: all
 	tests/bench/route_bench.sh
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/p2pcdn/sql $(DESTDIR)$(PREFIX)/share/p2pcdn/examples
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/p2pcdn/sql \
+		$(DESTDIR)$(PREFIX)/share/p2pcdn/examples $(DESTDIR)$(PREFIX)/share/doc/p2pcdn \
+		$(DESTDIR)$(PREFIX)/lib/systemd/system
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 $(SQL) $(DESTDIR)$(PREFIX)/share/p2pcdn/sql/
 	install -m 0644 deploy/examples/* $(DESTDIR)$(PREFIX)/share/p2pcdn/examples/
-	install -d $(DESTDIR)$(PREFIX)/lib/systemd/system
-	install -m 0644 $(wildcard deploy/systemd/*.service) $(DESTDIR)$(PREFIX)/lib/systemd/system/
+	install -m 0644 docs/*.md $(DESTDIR)$(PREFIX)/share/doc/p2pcdn/
+	for u in deploy/systemd/*.service; do \
+		sed 's|@PREFIX@|$(PREFIX)|g' $$u >$(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) || exit 1; \
+	done
 
 FMT_SRC = $(wildcard common/*.[ch] */*.c */*.h tests/unit/*.c tests/fuzz/*.c)
 format:

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define HTTP_MAX_LISTEN  8
 #define HTTP_MAX_PARAMS  4
@@ -701,18 +702,6 @@ http_read_file(const char *path, char *err, size_t errsize)
 	return NULL;
 }
 
-static int
-http_hexval(char ch)
-{
-	if (ch >= '0' && ch <= '9')
-		return ch - '0';
-	if (ch >= 'a' && ch <= 'f')
-		return ch - 'a' + 10;
-	if (ch >= 'A' && ch <= 'F')
-		return ch - 'A' + 10;
-	return -1;
-}
-
 /* One listen address: IP:PORT or [IPv6]:PORT. Port 0 (any free port) is
  * valid here, which addr_parse refuses, so the port is checked by hand. */
 static int
@@ -780,8 +769,8 @@ http_unescape(void *cls, struct MHD_Connection *c, char *s)
 	(void)c;
 	for (char *r = s; *r; r++) {
 		int hi, lo;
-		if (r[0] == '%' && r[1] && r[2] && (hi = http_hexval(r[1])) >= 0 &&
-		    (lo = http_hexval(r[2])) >= 0 && (hi || lo)) {
+		if (r[0] == '%' && r[1] && r[2] && (hi = util_hexval(r[1])) >= 0 &&
+		    (lo = util_hexval(r[2])) >= 0 && (hi || lo)) {
 			*w++ = (char)(hi << 4 | lo);
 			r += 2;
 		} else {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* PeerID packing, hex form, proximity and the fixed ISO 3166-1 country table. */
 #include "peerid.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdint.h>
@@ -162,19 +163,6 @@ peerid_format(uint64_t id, char *buf, size_t size)
 	return 0;
 }
 
-/* Value of one hex digit, or -1; by hand so the C locale never matters. */
-static int
-peerid_hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 peerid_parse(const char *s, size_t len, uint64_t *ret_id)
 {
@@ -185,7 +173,7 @@ peerid_parse(const char *s, size_t len, uint64_t *ret_id)
 
 	/* 14 digits are 56 bits, so the value can never exceed PEERID_MAX. */
 	for (size_t i = 0; i < len; i++) {
-		int v = peerid_hexval(s[i]);
+		int v = util_hexval(s[i]);
 
 		if (v < 0)
 			return -EINVAL;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "dmn.h"
+#include "jw.h"
 #include "log.h"
 #include "peerid.h"
 #include "route.h"
@@ -21,21 +22,58 @@ route_str_or_null(const char *s)
 	return s && *s ? json_string(s) : json_null();
 }
 
-static json_t *
-route_geo_json(const struct route_geo *g)
+/* "geo":{...} of an answer. */
+static void
+route_geo_jw(struct jw *w, const struct route_geo *g)
 {
-	json_t *o = json_object();
-	json_object_set_new(o, "ip", json_string(g->ip));
-	json_object_set_new(o, "country", route_str_or_null(g->found ? g->country : NULL));
-	json_object_set_new(o, "region", route_str_or_null(g->region));
-	json_object_set_new(o, "city", route_str_or_null(g->city));
-	json_object_set_new(o, "latitude", g->has_loc ? json_real(g->lat) : json_null());
-	json_object_set_new(o, "longitude", g->has_loc ? json_real(g->lon) : json_null());
-	json_object_set_new(o, "asn", g->has_asn ? json_integer(g->asn) : json_null());
-	json_object_set_new(o, "nettype", json_integer(g->nettype));
-	json_object_set_new(o, "nettype_name", json_string(route_nettype_name(g->nettype)));
-	json_object_set_new(o, "private", json_boolean(g->private_addr));
-	return o;
+	jw_key(w, true, "geo");
+	jw_lit(w, "{");
+	jw_key(w, false, "ip");
+	jw_str(w, g->ip);
+	jw_key(w, true, "country");
+	jw_str(w, g->found ? g->country : NULL);
+	jw_key(w, true, "region");
+	jw_str(w, g->region[0] ? g->region : NULL);
+	jw_key(w, true, "city");
+	jw_str(w, g->city[0] ? g->city : NULL);
+	jw_key(w, true, "latitude");
+	if (g->has_loc)
+		jw_double(w, g->lat);
+	else
+		jw_lit(w, "null");
+	jw_key(w, true, "longitude");
+	if (g->has_loc)
+		jw_double(w, g->lon);
+	else
+		jw_lit(w, "null");
+	jw_key(w, true, "asn");
+	if (g->has_asn)
+		jw_int(w, g->asn);
+	else
+		jw_lit(w, "null");
+	jw_key(w, true, "nettype");
+	jw_int(w, g->nettype);
+	jw_key(w, true, "nettype_name");
+	jw_str(w, route_nettype_name(g->nettype));
+	jw_key(w, true, "private");
+	jw_bool(w, g->private_addr);
+	jw_lit(w, "}");
+}
+
+/* "domain":...,"index_servers":[...] of an answer (no leading comma). */
+static void
+route_domain_jw(struct jw *w, const struct route_domain *d)
+{
+	jw_key(w, false, "domain");
+	jw_str(w, d ? d->name : NULL);
+	jw_key(w, true, "index_servers");
+	jw_lit(w, "[");
+	for (size_t i = 0; d && i < d->nindex; i++) {
+		if (i)
+			jw_lit(w, ",");
+		jw_str(w, d->index_servers[i]);
+	}
+	jw_lit(w, "]");
 }
 
 static json_t *
@@ -196,17 +234,19 @@ route_handle_route(struct http_req *req, void *arg)
 		return;
 	}
 	a = calloc(1, sizeof(*a));
-	json_t *o = json_object();
-	json_object_set_new(o, "domain", json_string(d->name));
-	json_object_set_new(o, "index_servers", route_index_json(d));
-	json_object_set_new(o, "ttl", json_integer(st->peerid_ttl_s));
-	json_object_set_new(o, "geo", route_geo_json(&g));
-	if (a)
-		a->rest = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(10));
-	json_decref(o);
+	if (a) {
+		struct jw w;
+		jw_init(&w, 512);
+		jw_lit(&w, "{");
+		route_domain_jw(&w, d);
+		jw_key(&w, true, "ttl");
+		jw_int(&w, st->peerid_ttl_s);
+		route_geo_jw(&w, &g);
+		jw_lit(&w, "}");
+		a->rest = jw_finish(&w, NULL);
+	}
 	if (!a || !a->rest) {
-		if (a)
-			free(a);
+		free(a);
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
@@ -573,40 +613,45 @@ out:
 	json_decref(body);
 }
 
+/* Runs one DELETE by key for an admin endpoint and answers 204, 404, or
+ * 409 when a foreign key still points at the row. */
 static void
-route_handle_domain_delete(struct http_req *req, void *arg)
+route_admin_delete(struct http_req *req, struct route_env *env, const char *sql, const char *key,
+		   const char *what, const char *missing_code, const char *in_use_msg)
 {
-	struct route_env *env = arg;
-	const char *name = http_req_param(req, 0);
 	char err[256], state[6];
 	PGconn *c = route_pg(env, req);
 	if (!c)
 		return;
-	const char *p[] = { name };
-	PGresult *res = pg_query(c, "DELETE FROM domains WHERE name = $1", 1, p, err, sizeof(err),
-				 state);
+	const char *p[] = { key };
+	PGresult *res = pg_query(c, sql, 1, p, err, sizeof(err), state);
 	pg_release(env->pg, c);
 	if (!res) {
-		if (strcmp(state, "23503") == 0) {
-			http_reply_error(req, 409, "domain_in_use",
-					 "rules still send clients to domain \"%.64s\"; change or "
-					 "delete them first",
-					 name);
+		if (in_use_msg && strcmp(state, "23503") == 0) {
+			http_reply_error(req, 409, "domain_in_use", "%s", in_use_msg);
 			return;
 		}
-		log_err("deleting domain %s: %s", name, err);
-		http_reply_error(req, 500, "internal", "deleting the domain failed");
+		log_err("deleting %s %s: %s", what, key, err);
+		http_reply_error(req, 500, "internal", "deleting the %s failed", what);
 		return;
 	}
 	bool found = strcmp(PQcmdTuples(res), "0") != 0;
 	PQclear(res);
 	if (!found) {
-		http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"", name);
+		http_reply_error(req, 404, missing_code, "no %s \"%.64s\"", what, key);
 		return;
 	}
-	log_notice("admin: domain %s deleted", name);
+	log_notice("admin: %s %s deleted", what, key);
 	route_refresh_soon(env);
 	http_reply_json(req, 204, NULL);
+}
+
+static void
+route_handle_domain_delete(struct http_req *req, void *arg)
+{
+	route_admin_delete(req, arg, "DELETE FROM domains WHERE name = $1", http_req_param(req, 0),
+			   "domain", "unknown_domain",
+			   "rules still send clients to this domain; change or delete them first");
 }
 
 #define ROUTE_RULE_COLS "id, priority, country, nettype, region, city, domain"
@@ -822,35 +867,14 @@ route_handle_rule_put(struct http_req *req, void *arg)
 static void
 route_handle_rule_delete(struct http_req *req, void *arg)
 {
-	struct route_env *env = arg;
 	const char *id = http_req_param(req, 0);
-	char err[256];
 
 	if (!route_id_ok(id)) {
 		http_reply_error(req, 404, "unknown_rule", "rule ids are positive integers");
 		return;
 	}
-	PGconn *c = route_pg(env, req);
-	if (!c)
-		return;
-	const char *p[] = { id };
-	PGresult *res = pg_query(c, "DELETE FROM domain_rules WHERE id = $1::bigint", 1, p, err,
-				 sizeof(err), NULL);
-	pg_release(env->pg, c);
-	if (!res) {
-		log_err("deleting rule %s: %s", id, err);
-		http_reply_error(req, 500, "internal", "deleting the rule failed");
-		return;
-	}
-	bool found = strcmp(PQcmdTuples(res), "0") != 0;
-	PQclear(res);
-	if (!found) {
-		http_reply_error(req, 404, "unknown_rule", "no rule with id %s", id);
-		return;
-	}
-	log_notice("admin: rule %s deleted", id);
-	route_refresh_soon(env);
-	http_reply_json(req, 204, NULL);
+	route_admin_delete(req, arg, "DELETE FROM domain_rules WHERE id = $1::bigint", id, "rule",
+			   "unknown_rule", NULL);
 }
 
 static void
@@ -876,15 +900,27 @@ route_handle_lookup(struct http_req *req, void *arg)
 	peerid_encode(&f, &id);
 	peerid_format(id, hex, sizeof(hex));
 	hex[10] = '\0'; /* country..area: the node part is what allocation adds */
-	json_t *o = json_object();
-	json_object_set_new(o, "domain", d ? json_string(d->name) : json_null());
-	json_object_set_new(o, "index_servers", d ? route_index_json(d) : json_array());
-	json_object_set_new(o, "peer_id_prefix", json_string(hex));
-	json_object_set_new(o, "region_code", json_integer(f.region));
-	json_object_set_new(o, "city_code", json_integer(f.city));
-	json_object_set_new(o, "area", json_integer(f.area));
-	json_object_set_new(o, "geo", route_geo_json(&g));
-	http_reply_json(req, 200, o);
+	struct jw w;
+	jw_init(&w, 512);
+	jw_lit(&w, "{");
+	route_domain_jw(&w, d);
+	jw_key(&w, true, "peer_id_prefix");
+	jw_str(&w, hex);
+	jw_key(&w, true, "region_code");
+	jw_int(&w, f.region);
+	jw_key(&w, true, "city_code");
+	jw_int(&w, f.city);
+	jw_key(&w, true, "area");
+	jw_int(&w, f.area);
+	route_geo_jw(&w, &g);
+	jw_lit(&w, "}");
+	size_t len;
+	char *text = jw_finish(&w, &len);
+	if (!text) {
+		http_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	http_reply_take(req, 200, "application/json", text, len);
 }
 
 static void
