@@ -56,6 +56,7 @@ struct http_server {
 	unsigned char *token_old;
 	pthread_mutex_t swap_lock;
 	atomic_int inflight;
+	atomic_bool draining;
 	bool drained;
 };
 
@@ -556,6 +557,14 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
+		if (atomic_load_explicit(&s->draining, memory_order_relaxed)) {
+			r->too_large = true; /* read and drop any body */
+			r->route_name = "draining";
+			http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+			http_reply_retry(r, 503, 1, "shutting_down",
+					 "this server is shutting down; retry on another");
+			return http_queue(r);
+		}
 		cl = http_req_header(r, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		if (cl && strtoull(cl, NULL, 10) > s->max_body) {
 			r->too_large = true;
@@ -923,11 +932,11 @@ http_server_drain(struct http_server *s, int timeout_ms)
 	if (!s || s->drained)
 		return;
 	s->drained = true;
-	for (size_t i = 0; i < s->nd; i++) {
-		MHD_socket fd = MHD_quiesce_daemon(s->d[i]);
-		if (fd != MHD_INVALID_SOCKET)
-			close(fd);
-	}
+	/* New requests are refused with 503 from here on rather than by
+	 * MHD_quiesce_daemon: with a thread pool on epoll, libmicrohttpd
+	 * 0.9.75 can abort ("Failed to remove listen FD from epoll set") when a
+	 * worker has taken the listen socket out of its set at that moment. */
+	atomic_store(&s->draining, true);
 	for (int waited = 0; atomic_load(&s->inflight) > 0 && waited < timeout_ms; waited += 10)
 		usleep(10000);
 	if (atomic_load(&s->inflight) > 0)

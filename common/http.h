@@ -62,8 +62,9 @@ struct http_server_opts {
 struct http_server *http_server_start(const struct http_server_opts *o, char *err,
 				      size_t errsize);
 
-/* Stops accepting and waits up to timeout_ms for requests in flight (their
- * replies still go out). Safe to call once; then http_server_free. */
+/* Answers new requests 503 shutting_down (with Connection: close) and waits
+ * up to timeout_ms for requests in flight, whose replies still go out. Safe
+ * to call once; then http_server_free. */
 void http_server_drain(struct http_server *s, int timeout_ms);
 
 /* Drains with timeout 0 if not yet drained, closes every connection,
