@@ -110,6 +110,7 @@ fuzz: $(FUZZ_BINS)
 
 check:
 	@deploy/install-deps.sh
+	$(MAKE) format-check
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) fuzz
 	tests/run-all.sh build-asan $(FUZZ_B)
@@ -139,11 +140,11 @@ install: all
 		sed 's|@PREFIX@|$(PREFIX)|g' $$u >$(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) || exit 1; \
 	done
 
-FMT_SRC = $(wildcard common/*.[ch] */*.c */*.h tests/unit/*.c tests/fuzz/*.c)
+FMT_SRC = $(sort $(wildcard common/*.[ch] */*.c */*.h tests/unit/*.[ch] tests/fuzz/*.c))
 format:
 	clang-format -i $(FMT_SRC)
 format-check:
-	clang-format --dry-run --Werror $(FMT_SRC)
+	@clang-format --dry-run --Werror $(FMT_SRC) && echo "format-check: $(words $(FMT_SRC)) files clean"
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -25,15 +25,15 @@ struct addr_list {
 	size_t cap;
 };
 
-static const unsigned char addr_v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+static const unsigned char addr_v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
 #define ADDR_V4(a, b, c, d, len)                                                                   \
 	{                                                                                          \
-		{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d}, 96 + (len)                 \
+		{ 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, a, b, c, d }, 96 + (len)               \
 	}
 #define ADDR_V6(b0, b1, b2, b3, b4, b5, len)                                                       \
 	{                                                                                          \
-		{b0, b1, b2, b3, b4, b5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, len                        \
+		{ b0, b1, b2, b3, b4, b5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0 }, len                      \
 	}
 
 /*
@@ -50,26 +50,26 @@ static const unsigned char addr_v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
  * route like public addresses.
  */
 static const struct addr_prefix addr_private[] = {
-    ADDR_V4(0, 0, 0, 0, 8),      /* this network, incl. 0.0.0.0 unspecified */
-    ADDR_V4(10, 0, 0, 0, 8),     /* RFC 1918 */
-    ADDR_V4(100, 64, 0, 0, 10),  /* RFC 6598 CGNAT */
-    ADDR_V4(127, 0, 0, 0, 8),    /* loopback */
-    ADDR_V4(169, 254, 0, 0, 16), /* link-local */
-    ADDR_V4(172, 16, 0, 0, 12),  /* RFC 1918 */
-    ADDR_V4(192, 0, 0, 0, 24),   /* IETF protocol assignments */
-    ADDR_V4(192, 168, 0, 0, 16), /* RFC 1918 */
-    ADDR_V4(198, 18, 0, 0, 15),  /* RFC 2544 benchmarking */
-    ADDR_V4(224, 0, 0, 0, 4),    /* multicast */
-    ADDR_V4(240, 0, 0, 0, 4),    /* reserved, incl. 255.255.255.255 */
-    ADDR_V6(0, 0, 0, 0, 0, 0, 128),
-    /* ::1 cannot be written with ADDR_V6, its only non-zero byte is the last */
-    {{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 128},
-    ADDR_V6(0x01, 0x00, 0, 0, 0, 0, 64),       /* 100::/64 discard-only */
-    ADDR_V6(0x20, 0x01, 0x00, 0x02, 0, 0, 48), /* 2001:2::/48 benchmarking */
-    ADDR_V6(0xfc, 0x00, 0, 0, 0, 0, 7),        /* unique-local */
-    ADDR_V6(0xfe, 0x80, 0, 0, 0, 0, 10),       /* link-local */
-    ADDR_V6(0xfe, 0xc0, 0, 0, 0, 0, 10),       /* site-local, deprecated */
-    ADDR_V6(0xff, 0x00, 0, 0, 0, 0, 8),        /* multicast */
+	ADDR_V4(0, 0, 0, 0, 8),      /* this network, incl. 0.0.0.0 unspecified */
+	ADDR_V4(10, 0, 0, 0, 8),     /* RFC 1918 */
+	ADDR_V4(100, 64, 0, 0, 10),  /* RFC 6598 CGNAT */
+	ADDR_V4(127, 0, 0, 0, 8),    /* loopback */
+	ADDR_V4(169, 254, 0, 0, 16), /* link-local */
+	ADDR_V4(172, 16, 0, 0, 12),  /* RFC 1918 */
+	ADDR_V4(192, 0, 0, 0, 24),   /* IETF protocol assignments */
+	ADDR_V4(192, 168, 0, 0, 16), /* RFC 1918 */
+	ADDR_V4(198, 18, 0, 0, 15),  /* RFC 2544 benchmarking */
+	ADDR_V4(224, 0, 0, 0, 4),    /* multicast */
+	ADDR_V4(240, 0, 0, 0, 4),    /* reserved, incl. 255.255.255.255 */
+	ADDR_V6(0, 0, 0, 0, 0, 0, 128),
+	/* ::1 cannot be written with ADDR_V6, its only non-zero byte is the last */
+	{ { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 }, 128 },
+	ADDR_V6(0x01, 0x00, 0, 0, 0, 0, 64),       /* 100::/64 discard-only */
+	ADDR_V6(0x20, 0x01, 0x00, 0x02, 0, 0, 48), /* 2001:2::/48 benchmarking */
+	ADDR_V6(0xfc, 0x00, 0, 0, 0, 0, 7),        /* unique-local */
+	ADDR_V6(0xfe, 0x80, 0, 0, 0, 0, 10),       /* link-local */
+	ADDR_V6(0xfe, 0xc0, 0, 0, 0, 0, 10),       /* site-local, deprecated */
+	ADDR_V6(0xff, 0x00, 0, 0, 0, 0, 8),        /* multicast */
 };
 
 /* True when the first plen bits of ip and net agree. */
@@ -140,13 +140,13 @@ addr_to_sockaddr(const struct addr *a, struct sockaddr_storage *ret)
 {
 	memset(ret, 0, sizeof(*ret));
 	if (addr_is_v4(a)) {
-		struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons(a->port)};
+		struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(a->port) };
 
 		memcpy(&sin.sin_addr, a->ip + 12, 4);
 		memcpy(ret, &sin, sizeof(sin));
 		return sizeof(sin);
 	}
-	struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_port = htons(a->port)};
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons(a->port) };
 
 	memcpy(&sin6.sin6_addr, a->ip, 16);
 	memcpy(ret, &sin6, sizeof(sin6));
@@ -210,7 +210,7 @@ addr_parse_port(const char *s, size_t len, unsigned short *ret)
 int
 addr_parse(const char *s, size_t len, bool need_port, struct addr *ret)
 {
-	struct addr a = {.port = 0};
+	struct addr a = { .port = 0 };
 	const char *colon = NULL;
 	size_t ncolon = 0;
 

@@ -37,8 +37,8 @@ struct cfg_parse {
 	int err_line;
 };
 
-static void
-cfg_error(struct cfg_parse *p, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void cfg_error(struct cfg_parse *p, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 static void
 cfg_error(struct cfg_parse *p, int line, const char *fmt, ...)
@@ -360,8 +360,8 @@ cfg_print_help(const char *prog, const char *summary, const struct cfg_key *tabl
 			printf("\n[%s]\n", section);
 		}
 		printf("  %-22s = %-20s %s%s\n", table[i].name,
-		       table[i].def ? table[i].def : "(required)", table[i].reloadable ? "(R) " : "",
-		       table[i].help);
+		       table[i].def ? table[i].def : "(required)",
+		       table[i].reloadable ? "(R) " : "", table[i].help);
 	}
 }
 

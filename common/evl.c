@@ -161,8 +161,8 @@ evl_push(struct evl *l, struct evl_job *j)
 static struct timeval
 evl_tv(long long ms)
 {
-	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
-			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+			      .tv_usec = (suseconds_t)(ms % 1000) * 1000 };
 
 	return tv;
 }
@@ -211,7 +211,7 @@ evl_req_finish(struct evl_req *w, const struct evl_http_result *res)
 static void
 evl_req_abort(struct evl_req *w, int err)
 {
-	struct evl_http_result res = {.err = err, .body = ""};
+	struct evl_http_result res = { .err = err, .body = "" };
 
 	if (w->conn != NULL) {
 		evhttp_connection_free(w->conn);
@@ -283,7 +283,7 @@ static void
 evl_req_done_cb(struct evhttp_request *req, void *arg)
 {
 	struct evl_req *w = arg;
-	struct evl_http_result res = {.body = ""};
+	struct evl_http_result res = { .body = "" };
 	struct evbuffer *in;
 	unsigned char *p;
 	size_t len;
@@ -387,7 +387,7 @@ evl_req_start(void *arg)
 	evhttp_connection_set_timeout_tv(w->conn, &tv);
 	evhttp_connection_set_retries(w->conn, 0);
 	evhttp_connection_set_max_body_size(
-	    w->conn, w->max_body > (size_t)SSIZE_MAX ? -1 : (ev_ssize_t)w->max_body);
+		w->conn, w->max_body > (size_t)SSIZE_MAX ? -1 : (ev_ssize_t)w->max_body);
 
 	req = evhttp_request_new(evl_req_done_cb, w);
 	if (req == NULL) {
@@ -418,8 +418,9 @@ evl_method(const char *m, enum evhttp_cmd_type *ret)
 		const char *name;
 		enum evhttp_cmd_type type;
 	} methods[] = {
-	    {"GET", EVHTTP_REQ_GET},       {"POST", EVHTTP_REQ_POST}, {"PUT", EVHTTP_REQ_PUT},
-	    {"DELETE", EVHTTP_REQ_DELETE}, {"HEAD", EVHTTP_REQ_HEAD}, {"PATCH", EVHTTP_REQ_PATCH},
+		{ "GET", EVHTTP_REQ_GET },   { "POST", EVHTTP_REQ_POST },
+		{ "PUT", EVHTTP_REQ_PUT },   { "DELETE", EVHTTP_REQ_DELETE },
+		{ "HEAD", EVHTTP_REQ_HEAD }, { "PATCH", EVHTTP_REQ_PATCH },
 	};
 	size_t i;
 
@@ -602,7 +603,7 @@ int
 evl_http_sync(struct evl *l, const char *method, const char *url, const char *body, size_t body_len,
 	      int timeout_ms, size_t max_body, char **ret_body, size_t *ret_len)
 {
-	struct evl_sync s = {.done = false};
+	struct evl_sync s = { .done = false };
 	int rc;
 
 	if (ret_body != NULL)

@@ -35,8 +35,8 @@ int evl_call_later(struct evl *l, int ms, void (*fn)(void *arg), void *arg);
 /* Result of an HTTP request. body is NUL-terminated (extra byte not counted
  * in body_len) and valid only during the callback. */
 struct evl_http_result {
-	int err;           /* 0, or -ETIMEDOUT, -ECONNREFUSED, -EIO, -EMSGSIZE, -ECANCELED */
-	int status;        /* HTTP status, 0 when err != 0 */
+	int err;    /* 0, or -ETIMEDOUT, -ECONNREFUSED, -EIO, -EMSGSIZE, -ECANCELED */
+	int status; /* HTTP status, 0 when err != 0 */
 	const char *body;
 	size_t body_len;
 	const char *content_type; /* may be NULL */

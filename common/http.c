@@ -29,9 +29,9 @@
  * replies, which may finish first. */
 enum {
 	HTTP_D_NONE = 0,
-	HTTP_D_WAITING,	  /* deferred, reply not ready, not yet suspended */
+	HTTP_D_WAITING,   /* deferred, reply not ready, not yet suspended */
 	HTTP_D_SUSPENDED, /* suspended; the replier must resume */
-	HTTP_D_READY,	  /* replied before the suspension: the pool thread resumes */
+	HTTP_D_READY,     /* replied before the suspension: the pool thread resumes */
 };
 
 struct http_server {
@@ -128,9 +128,9 @@ void
 http_reply_take(struct http_req *r, unsigned status, const char *content_type, char *data,
 		size_t len)
 {
-	struct MHD_Response *resp = http_make_response(data ? data : "", data ? len : 0,
-						       data ? MHD_RESPMEM_MUST_FREE
-							    : MHD_RESPMEM_PERSISTENT);
+	struct MHD_Response *resp =
+		http_make_response(data ? data : "", data ? len : 0,
+				   data ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
 	if (!resp) {
 		free(data);
 		return;
@@ -171,9 +171,9 @@ http_reply_json(struct http_req *r, unsigned status, json_t *body)
 	http_reply_take(r, status, "application/json", text, strlen(text));
 }
 
-static void
-http_reply_verror(struct http_req *r, unsigned status, int retry_after, const char *code,
-		  const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+static void http_reply_verror(struct http_req *r, unsigned status, int retry_after,
+			      const char *code, const char *fmt, va_list ap)
+	__attribute__((format(printf, 5, 0)));
 
 static void
 http_reply_verror(struct http_req *r, unsigned status, int retry_after, const char *code,
@@ -361,7 +361,8 @@ http_check_admin(struct http_req *r)
 	}
 	if (!auth || strncasecmp(auth, "Bearer ", 7) != 0) {
 		http_reply_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
-		http_reply_error(r, 401, "unauthorized", "Authorization: Bearer <admin token> required");
+		http_reply_error(r, 401, "unauthorized",
+				 "Authorization: Bearer <admin token> required");
 		return -EACCES;
 	}
 	auth += 7;
@@ -457,9 +458,10 @@ http_set_rid(struct http_req *r)
 	const char *in = http_req_header(r, "X-Request-Id");
 	if (in) {
 		size_t len = strlen(in);
-		if (len > 0 && len < sizeof(r->rid) && strspn(in, "abcdefghijklmnopqrstuvwxyz"
-								"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-								"0123456789-_.") == len) {
+		if (len > 0 && len < sizeof(r->rid) &&
+		    strspn(in, "abcdefghijklmnopqrstuvwxyz"
+			       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			       "0123456789-_.") == len) {
 			memcpy(r->rid, in, len + 1);
 			return;
 		}
@@ -611,8 +613,8 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		if (r->queued)
 			return MHD_YES; /* answered from the Content-Length */
 		r->route_name = "too_large";
-		http_reply_error(r, 413, "body_too_large", "request body over the limit of %zu bytes",
-				 s->max_body);
+		http_reply_error(r, 413, "body_too_large",
+				 "request body over the limit of %zu bytes", s->max_body);
 		return http_queue(r);
 	}
 	if (r->deferred) {
@@ -671,8 +673,8 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	atomic_fetch_sub(&s->inflight, 1);
 }
 
-static void
-http_mhd_log(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
 
 static void
 http_mhd_log(void *cls, const char *fmt, va_list ap)
@@ -722,8 +724,7 @@ http_listen_parse(const char *spec, size_t len, struct addr *ret)
 
 	if (!colon || len < 3)
 		return -EINVAL;
-	if (spec[0] == '[' ? (!bracket || bracket + 1 != colon)
-			   : memchr(spec, ':', len) != colon)
+	if (spec[0] == '[' ? (!bracket || bracket + 1 != colon) : memchr(spec, ':', len) != colon)
 		return -EINVAL;
 	plen = len - (size_t)(colon + 1 - spec);
 	if (plen < 1 || plen > 5 || strspn(colon + 1, "0123456789") < plen)
@@ -754,7 +755,8 @@ http_listen_check(const char *listen, char *err, size_t errsize)
 		if (!len)
 			break;
 		if (http_listen_parse(p, len, &a) < 0) {
-			snprintf(err, errsize, "bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)",
+			snprintf(err, errsize,
+				 "bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)",
 				 (int)len, p);
 			return -EINVAL;
 		}
@@ -810,8 +812,9 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 		return -EINVAL;
 	}
 	if (http_listen_parse(spec, len, &a) < 0) {
-		snprintf(err, errsize, "%s: bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)",
-			 o->name, (int)len, spec);
+		snprintf(err, errsize,
+			 "%s: bad listen address \"%.*s\" (want IP:PORT or [IPv6]:PORT)", o->name,
+			 (int)len, spec);
 		return -EINVAL;
 	}
 	addr_to_sockaddr(&a, &ss);
@@ -825,9 +828,9 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	}
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_SOCK_ADDR, 0, &ss };
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_THREAD_POOL_SIZE, threads, NULL };
-	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT,
-					     o->connection_limit ? o->connection_limit : 10000,
-					     NULL };
+	opts[n++] =
+		(struct MHD_OptionItem){ MHD_OPTION_CONNECTION_LIMIT,
+					 o->connection_limit ? o->connection_limit : 10000, NULL };
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_CONNECTION_TIMEOUT,
 					     o->timeout_s ? o->timeout_s : 30, NULL };
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
@@ -846,7 +849,8 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	d = MHD_start_daemon(flags, 0, NULL, NULL, http_access, s, MHD_OPTION_EXTERNAL_LOGGER,
 			     http_mhd_log, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
 	if (!d) {
-		snprintf(err, errsize, "%s: cannot listen on %.*s (address in use, not local, or bad TLS files)",
+		snprintf(err, errsize,
+			 "%s: cannot listen on %.*s (address in use, not local, or bad TLS files)",
 			 o->name, (int)len, spec);
 		return -EADDRINUSE;
 	}
@@ -864,14 +868,21 @@ http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
 
 	if (!s) {
 		snprintf(err, errsize, "out of memory");
+		addr_list_free(o->trusted);
 		return NULL;
 	}
 	if (sodium_init() < 0) {
 		snprintf(err, errsize, "libsodium failed to initialise");
+		addr_list_free(o->trusted);
 		free(s);
 		return NULL;
 	}
 	pthread_mutex_init(&s->swap_lock, NULL);
+	/* Settings a request may read are in place before the first accept;
+	 * taking them first also means `trusted` is owned (and freed) even
+	 * when starting fails below. */
+	http_server_set_trusted(s, o->trusted);
+	http_server_set_admin_token(s, o->admin_token);
 	s->name = strdup(o->name ? o->name : "http");
 	s->routes = o->routes;
 	s->nroutes = o->nroutes;
@@ -898,9 +909,6 @@ http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
 		if (!s->tls_key)
 			goto fail;
 	}
-	/* Settings a request may read are in place before the first accept. */
-	http_server_set_trusted(s, o->trusted);
-	http_server_set_admin_token(s, o->admin_token);
 	for (p = o->listen; p && *p;) {
 		p += strspn(p, ", \t");
 		size_t len = strcspn(p, ", \t");

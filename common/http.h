@@ -27,7 +27,7 @@ struct http_route {
 	const char *method;  /* "GET", "POST", "PUT", "DELETE" (HEAD is served by GET routes) */
 	const char *pattern; /* "/v1/x/{}/y": each {} matches one non-empty path segment */
 	http_handler_fn fn;
-	bool admin;          /* requires "Authorization: Bearer <admin token>" */
+	bool admin; /* requires "Authorization: Bearer <admin token>" */
 };
 
 /* Metric families shared by every listener of a daemon (create once). */
@@ -39,28 +39,27 @@ struct http_metrics {
 int http_metrics_init(struct http_metrics *m, struct met_registry *reg);
 
 struct http_server_opts {
-	const char *name;            /* listener label in logs and metrics */
-	const char *listen;          /* "127.0.0.1:7003, [::1]:7003" */
-	unsigned threads;            /* pool threads per address (0 = CPUs) */
+	const char *name;   /* listener label in logs and metrics */
+	const char *listen; /* "127.0.0.1:7003, [::1]:7003" */
+	unsigned threads;   /* pool threads per address (0 = CPUs) */
 	unsigned connection_limit;
-	unsigned timeout_s;          /* idle connection timeout */
+	unsigned timeout_s; /* idle connection timeout */
 	size_t max_body;
-	const char *tls_cert_file;   /* both set = HTTPS */
+	const char *tls_cert_file; /* both set = HTTPS */
 	const char *tls_key_file;
 	bool access_log;
 	const struct http_route *routes;
 	size_t nroutes;
-	void *arg;                   /* passed to every handler */
+	void *arg;                     /* passed to every handler */
 	struct met_registry *registry; /* for GET /metrics (http_handle_metrics) */
-	struct addr_list *trusted;   /* taken over (NULL = trust nobody); set before listening */
-	const char *admin_token;     /* copied; NULL or "" = admin routes answer 403 */
+	struct addr_list *trusted;     /* taken over (NULL = trust nobody); set before listening */
+	const char *admin_token;       /* copied; NULL or "" = admin routes answer 403 */
 	struct http_metrics *metrics;  /* NULL = no request metrics */
 };
 
 /* Binds every address and starts serving. Returns the server, or NULL with
  * a message in err (bad address, port in use, unreadable TLS files...). */
-struct http_server *http_server_start(const struct http_server_opts *o, char *err,
-				      size_t errsize);
+struct http_server *http_server_start(const struct http_server_opts *o, char *err, size_t errsize);
 
 /* Answers new requests 503 shutting_down (with Connection: close) and waits
  * up to timeout_ms for requests in flight, whose replies still go out. Safe

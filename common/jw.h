@@ -25,7 +25,7 @@ struct jw {
  * allocation is reported by jw_finish. */
 void jw_init(struct jw *w, size_t cap);
 
-void jw_raw(struct jw *w, const char *s, size_t len);  /* as is */
+void jw_raw(struct jw *w, const char *s, size_t len);   /* as is */
 void jw_lit(struct jw *w, const char *s);               /* as is, NUL-terminated */
 void jw_str(struct jw *w, const char *s);               /* "escaped", NULL -> null */
 void jw_key(struct jw *w, bool comma, const char *key); /* [,]"key": (key not escaped) */

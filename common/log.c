@@ -40,7 +40,7 @@ log_parse_level(const char *s)
 		const char *name;
 		int level;
 	} names[] = {
-		{ "debug", LOG_DEBUG },	    { "info", LOG_INFO }, { "notice", LOG_NOTICE },
+		{ "debug", LOG_DEBUG },     { "info", LOG_INFO },    { "notice", LOG_NOTICE },
 		{ "warning", LOG_WARNING }, { "warn", LOG_WARNING }, { "err", LOG_ERR },
 		{ "error", LOG_ERR },
 	};

@@ -12,9 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-const double met_latency_buckets[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
-				       0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
-				       5,      10 };
+const double met_latency_buckets[] = { 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				       0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10 };
 const size_t met_latency_nbuckets = sizeof(met_latency_buckets) / sizeof(met_latency_buckets[0]);
 
 /* Doubles updated lock-free as their bit patterns. */
@@ -27,7 +26,7 @@ struct met_child {
 	struct met *family;
 	char **values;
 	struct met_atomic_double value; /* counter/gauge; histogram sum */
-	_Atomic uint64_t count;		/* histogram */
+	_Atomic uint64_t count;         /* histogram */
 	_Atomic uint64_t buckets[MET_MAX_BUCKETS];
 };
 
@@ -320,8 +319,8 @@ struct met_buf {
 	bool failed;
 };
 
-static void
-met_printf(struct met_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void met_printf(struct met_buf *b, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 
 static void
 met_printf(struct met_buf *b, const char *fmt, ...)

@@ -19,7 +19,9 @@ enum met_type { MET_COUNTER, MET_GAUGE, MET_HISTOGRAM };
 
 #define MET_MAX_LABELS  4
 #define MET_MAX_BUCKETS 16
-#define MET_MAX_CHILDREN 4096 /* per family: label sets beyond are folded into one overflow child */
+#define MET_MAX_CHILDREN                                                                           \
+	4096 /* per family: label sets beyond are folded into one overflow child                   \
+	      */
 
 struct met_registry *met_registry_new(void);
 void met_registry_free(struct met_registry *r); /* NULL-safe */
@@ -27,8 +29,8 @@ void met_registry_free(struct met_registry *r); /* NULL-safe */
 /* Registers a family. labels: comma-separated label names or NULL. For
  * histograms, buckets are ascending upper bounds (+Inf implied), nb <=
  * MET_MAX_BUCKETS. Returns NULL on ENOMEM or bad arguments. */
-struct met *met_new(struct met_registry *r, enum met_type type, const char *name,
-		    const char *help, const char *labels, const double *buckets, size_t nb);
+struct met *met_new(struct met_registry *r, enum met_type type, const char *name, const char *help,
+		    const char *labels, const double *buckets, size_t nb);
 
 /* The child for label values (as many as the family has label names).
  * Never NULL for valid calls: when memory or MET_MAX_CHILDREN runs out the

@@ -108,11 +108,11 @@ enum peerid_cc { PEERID_CC_UNKNOWN = 0, PEERID_COUNTRY_LIST(PEERID_ENUM) PEERID_
 
 _Static_assert(PEERID_CC_END - 1 <= PEERID_COUNTRY_MAX, "country index must fit in 8 bits");
 
-const char *const peerid_countries[] = {"", PEERID_COUNTRY_LIST(PEERID_NAME)};
+const char *const peerid_countries[] = { "", PEERID_COUNTRY_LIST(PEERID_NAME) };
 const unsigned peerid_country_count = PEERID_CC_END;
 
 /* 676 bytes buys an O(1) lookup with no init step and no locking. */
-static const uint8_t peerid_country_lut[26][26] = {PEERID_COUNTRY_LIST(PEERID_LUT)};
+static const uint8_t peerid_country_lut[26][26] = { PEERID_COUNTRY_LIST(PEERID_LUT) };
 
 int
 peerid_encode(const struct peerid_fields *f, uint64_t *ret_id)
@@ -192,8 +192,8 @@ peerid_proximity(uint64_t a, uint64_t b)
 	if (peerid_decode(a, &fa) < 0 || peerid_decode(b, &fb) < 0)
 		return 0;
 
-	const unsigned pa[] = {fa.country, fa.nettype, fa.region, fa.city, fa.area};
-	const unsigned pb[] = {fb.country, fb.nettype, fb.region, fb.city, fb.area};
+	const unsigned pa[] = { fa.country, fa.nettype, fa.region, fa.city, fa.area };
+	const unsigned pb[] = { fb.country, fb.nettype, fb.region, fb.city, fb.area };
 
 	/* Fields are a hierarchy: once one differs, the finer ones mean nothing
 	 * (city 3 of region 1 is not city 3 of region 2). */

@@ -36,8 +36,8 @@ void pg_release(struct pg_pool *p, PGconn *c);
  * errbuf (if non-NULL) and returns NULL. For SQLSTATE-specific handling
  * (unique violation etc.) *ret_sqlstate (6 bytes incl. NUL) gets the code
  * when non-NULL. */
-PGresult *pg_query(PGconn *c, const char *sql, int nparams, const char *const *params,
-		   char *errbuf, size_t errsize, char ret_sqlstate[6]);
+PGresult *pg_query(PGconn *c, const char *sql, int nparams, const char *const *params, char *errbuf,
+		   size_t errsize, char ret_sqlstate[6]);
 
 /* Same as pg_query for statements without results of interest: 0, or -EIO. */
 int pg_exec(PGconn *c, const char *sql, int nparams, const char *const *params, char *errbuf,

@@ -89,7 +89,7 @@ rds_now_ms(void)
 static struct timeval
 rds_tv(int ms)
 {
-	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
 
 	return tv;
 }
@@ -416,7 +416,7 @@ rds_new(const struct rds_opts *opts)
 	if (r == NULL)
 		return NULL;
 	r->host =
-	    strdup(opts->host != NULL && opts->host[0] != '\0' ? opts->host : RDS_DEFAULT_HOST);
+		strdup(opts->host != NULL && opts->host[0] != '\0' ? opts->host : RDS_DEFAULT_HOST);
 	r->password = strdup(opts->password != NULL ? opts->password : "");
 	r->prefix = strdup(opts->prefix != NULL ? opts->prefix : "");
 	if (r->host == NULL || r->password == NULL || r->prefix == NULL) {
@@ -426,11 +426,11 @@ rds_new(const struct rds_opts *opts)
 	r->port = opts->port > 0 ? opts->port : RDS_DEFAULT_PORT;
 	r->db = opts->db;
 	r->connect_ms =
-	    opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : RDS_DEFAULT_CONNECT_MS;
+		opts->connect_timeout_ms > 0 ? opts->connect_timeout_ms : RDS_DEFAULT_CONNECT_MS;
 	r->command_ms =
-	    opts->command_timeout_ms > 0 ? opts->command_timeout_ms : RDS_DEFAULT_COMMAND_MS;
+		opts->command_timeout_ms > 0 ? opts->command_timeout_ms : RDS_DEFAULT_COMMAND_MS;
 	r->max_backoff_ms =
-	    opts->max_backoff_ms > 0 ? opts->max_backoff_ms : RDS_DEFAULT_BACKOFF_MS;
+		opts->max_backoff_ms > 0 ? opts->max_backoff_ms : RDS_DEFAULT_BACKOFF_MS;
 	if (r->max_backoff_ms < r->connect_ms)
 		r->max_backoff_ms = r->connect_ms;
 	r->id = atomic_fetch_add(&rds_next_id, 1);
@@ -565,10 +565,10 @@ rds_pipe_begin(struct rds *r)
 		return NULL;
 	}
 	conn->pipe = (struct rds_pipe){
-	    .r = r,
-	    .conn = conn,
-	    .active = true,
-	    .probing = probing,
+		.r = r,
+		.conn = conn,
+		.active = true,
+		.probing = probing,
 	};
 	return &conn->pipe;
 }

@@ -20,11 +20,11 @@
 struct rds;
 
 struct rds_opts {
-	const char *host;      /* hostname/IP, or a path starting with '/' (unix socket) */
-	int port;              /* ignored for unix sockets */
-	const char *password;  /* NULL or "" for none */
-	int db;                /* SELECT db when != 0 */
-	const char *prefix;    /* key prefix, e.g. "p2pcdn:" */
+	const char *host;     /* hostname/IP, or a path starting with '/' (unix socket) */
+	int port;             /* ignored for unix sockets */
+	const char *password; /* NULL or "" for none */
+	int db;               /* SELECT db when != 0 */
+	const char *prefix;   /* key prefix, e.g. "p2pcdn:" */
 	int connect_timeout_ms;
 	int command_timeout_ms;
 	int max_backoff_ms;

@@ -100,9 +100,12 @@ rds_async_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 		if (!a->fhead)
 			a->ftail = NULL;
 	}
-	if (r)
+	if (r) {
+		/* A reply, not just a TCP connect, proves Redis works: only now
+		 * does the back-off start over (a hung server still accepts). */
+		a->backoff_ms = 0;
 		rds_async_finish(c, r, 0);
-	else
+	} else
 		rds_async_finish(c, NULL, a->fail_err ? a->fail_err : -EIO);
 }
 
@@ -130,7 +133,6 @@ rds_async_on_connect(const redisAsyncContext *ac, int status)
 		return;
 	}
 	a->connected = true;
-	a->backoff_ms = 0;
 	atomic_fetch_add(&a->connects, 1);
 	atomic_store(&a->up, true);
 }
@@ -140,6 +142,10 @@ rds_async_on_disconnect(const redisAsyncContext *ac, int status)
 {
 	struct rds_async *a = ac->data;
 	(void)status;
+	/* When we dropped it ourselves (rds_async_fail_conn) a->ac is already
+	 * NULL and the back-off already lengthened. */
+	if (a->ac != ac)
+		return;
 	a->ac = NULL; /* hiredis frees it after this callback */
 	a->connected = false;
 	if (!a->closing)
@@ -215,8 +221,8 @@ rds_async_on_wake(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		c->sent_ms = dmn_now_ms();
-		if (redisAsyncFormattedCommand(a->ac, rds_async_on_reply, c, c->buf, (size_t)c->len) !=
-		    REDIS_OK) {
+		if (redisAsyncFormattedCommand(a->ac, rds_async_on_reply, c, c->buf,
+					       (size_t)c->len) != REDIS_OK) {
 			rds_async_finish(c, NULL, -EIO);
 			continue;
 		}

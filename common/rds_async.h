@@ -40,8 +40,8 @@ void rds_async_free(struct rds_async *a);
 /* Queues one command (argv form, binary safe). Any thread. Returns 0 (cb
  * will run), or -EAGAIN (Redis is down and backing off, or the queue is
  * full) / -ENOMEM, and then cb will not run. */
-int rds_async_argv(struct rds_async *a, rds_async_cb cb, void *arg, int argc,
-		   const char **argv, const size_t *argvlen);
+int rds_async_argv(struct rds_async *a, rds_async_cb cb, void *arg, int argc, const char **argv,
+		   const size_t *argvlen);
 
 /* The configured key prefix. */
 const char *rds_async_prefix(const struct rds_async *a);

@@ -64,7 +64,7 @@ tok_memeq(const void *a, const void *b, size_t len)
 }
 
 static const char tok_b64_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 int
 tok_b64_encode(const void *in, size_t len, char *out, size_t outsize)

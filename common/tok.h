@@ -6,9 +6,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TOK_KEY_LEN      32   /* HMAC-SHA256 key bytes */
-#define TOK_PAYLOAD_MAX  512  /* bytes of opaque payload */
-#define TOK_STR_MAX      1024 /* upper bound of a formatted token incl. NUL */
+#define TOK_KEY_LEN     32   /* HMAC-SHA256 key bytes */
+#define TOK_PAYLOAD_MAX 512  /* bytes of opaque payload */
+#define TOK_STR_MAX     1024 /* upper bound of a formatted token incl. NUL */
 
 /*
  * Wire form (URL- and header-safe, no padding):

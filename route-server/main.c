@@ -20,7 +20,8 @@ route_validate(const struct cfg *cfg, char *err, size_t errsize)
 	size_t pos;
 
 	if (log_parse_level(cfg_str(cfg, "server", "log_level")) < 0) {
-		snprintf(err, errsize, "server.log_level: \"%s\" is not debug, info, notice, warning or err",
+		snprintf(err, errsize,
+			 "server.log_level: \"%s\" is not debug, info, notice, warning or err",
 			 cfg_str(cfg, "server", "log_level"));
 		return -EINVAL;
 	}
@@ -31,6 +32,25 @@ route_validate(const struct cfg *cfg, char *err, size_t errsize)
 			snprintf(err, errsize, "server.%s: %s", listeners[i], msg);
 			return -EINVAL;
 		}
+	}
+	const char *cert = cfg_str(cfg, "server", "tls_cert"),
+		   *key = cfg_str(cfg, "server", "tls_key");
+	if (!*cert != !*key) {
+		snprintf(err, errsize, "server.tls_cert and server.tls_key must be set together");
+		return -EINVAL;
+	}
+	const char *const tls[] = { cert, key };
+	for (size_t i = 0; i < 2 && *cert; i++) {
+		FILE *f = fopen(tls[i], "re");
+		char b;
+		if (!f || (fread(&b, 1, 1, f) != 1 && ferror(f))) {
+			snprintf(err, errsize, "server.%s: %s: %s", i ? "tls_key" : "tls_cert",
+				 tls[i], f ? "cannot be read" : strerror(errno));
+			if (f)
+				fclose(f);
+			return -EINVAL;
+		}
+		fclose(f);
 	}
 	l = addr_list_parse(cfg_str(cfg, "server", "trusted_proxies"), &e, &pos);
 	if (!l) {
@@ -127,9 +147,10 @@ route_metrics_init(struct route_env *env)
 	m = met_new(r, MET_GAUGE, "p2pcdn_route_generation",
 		    "Generation of the domains and rules loaded.", NULL, NULL, 0);
 	env->m.generation = m ? met_child(m) : NULL;
-	env->m.geo_misses = met_new(r, MET_COUNTER, "p2pcdn_route_geo_misses_total",
-				    "Route requests sent to the default domain for lack of geo data.",
-				    "reason", NULL, 0);
+	env->m.geo_misses =
+		met_new(r, MET_COUNTER, "p2pcdn_route_geo_misses_total",
+			"Route requests sent to the default domain for lack of geo data.", "reason",
+			NULL, 0);
 	m = met_new(r, MET_GAUGE, "p2pcdn_route_pending_codes",
 		    "Region/city names waiting for a code.", NULL, NULL, 0);
 	env->m.pending = m ? met_child(m) : NULL;
@@ -147,9 +168,9 @@ route_metrics_init(struct route_env *env)
 	m = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
 	if (m)
 		met_set(met_child(m, P2PCDN_VERSION), 1);
-	if (!env->m.allocations || !env->m.collisions || !env->m.generation ||
-	    !env->m.geo_misses || !env->m.pending || !env->m.redis_up || !env->m.redis_commands ||
-	    !env->m.redis_errors || !env->m.uptime || !m)
+	if (!env->m.allocations || !env->m.collisions || !env->m.generation || !env->m.geo_misses ||
+	    !env->m.pending || !env->m.redis_up || !env->m.redis_commands || !env->m.redis_errors ||
+	    !env->m.uptime || !m)
 		return -ENOMEM;
 	return met_add_collector(r, route_collect, env);
 }
@@ -252,7 +273,8 @@ main(int argc, char **argv)
 
 	if (args.check) {
 		/* Open the databases too: a path typo should fail here, not at start. */
-		struct cfg *copy = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
+		struct cfg *copy =
+			cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
 		st = copy ? route_state_new(copy, err, sizeof(err)) : NULL;
 		if (!st) {
 			fprintf(stderr, "route-server: %s\n", err);
@@ -332,7 +354,8 @@ main(int argc, char **argv)
 		if (c)
 			pg_release(env.pg, c);
 		if (r < 0) {
-			log_err("loading domains and rules: %s", c ? err : "no PostgreSQL connection");
+			log_err("loading domains and rules: %s",
+				c ? err : "no PostgreSQL connection");
 			goto out;
 		}
 		atomic_store(&env.snap, snap);
@@ -359,8 +382,9 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_notice("ready: api on %s, admin on %s, %zu domains, %zu rules, generation %lld",
-		   cfg_str(env.cfg0, "server", "listen"), cfg_str(env.cfg0, "server", "admin_listen"),
-		   snap->ndomains, snap->nrules, snap->generation);
+		   cfg_str(env.cfg0, "server", "listen"),
+		   cfg_str(env.cfg0, "server", "admin_listen"), snap->ndomains, snap->nrules,
+		   snap->generation);
 	dmn_notify("READY=1");
 
 	for (;;) {

@@ -128,18 +128,18 @@ struct route_snap {
 const struct route_domain *route_snap_domain(const struct route_snap *s, const char *name);
 /* The domain for a geo answer: first matching rule, else default_name.
  * NULL when that domain does not exist in the snapshot. */
-const struct route_domain *route_snap_choose(const struct route_snap *s,
-					     const struct route_geo *g, const char *default_name);
+const struct route_domain *route_snap_choose(const struct route_snap *s, const struct route_geo *g,
+					     const char *default_name);
 /* Region and city codes for a geo answer; 0 where not assigned yet. */
 void route_snap_codes(const struct route_snap *s, unsigned country, const struct route_geo *g,
 		      unsigned *ret_region, unsigned *ret_city);
 
 /* ---- the daemon ---- */
 struct route_metrics {
-	struct met *allocations;    /* {domain} */
+	struct met *allocations; /* {domain} */
 	struct met_child *collisions;
 	struct met_child *generation;
-	struct met *geo_misses;     /* {reason} */
+	struct met *geo_misses; /* {reason} */
 	struct met_child *redis_up, *redis_commands, *redis_errors, *uptime, *pending;
 };
 
@@ -157,9 +157,9 @@ struct route_env {
 	struct route_state *state_old;
 	_Atomic(struct route_snap *) snap;
 	struct route_snap *snap_old;
-	struct rds *rds;	      /* blocking: admin and rare paths */
-	struct evl *loop;	      /* runs ra */
-	struct rds_async *ra;	      /* pipelined: the /v1/route hot path */
+	struct rds *rds;      /* blocking: admin and rare paths */
+	struct evl *loop;     /* runs ra */
+	struct rds_async *ra; /* pipelined: the /v1/route hot path */
 	struct pg_pool *pg;
 	struct http_server *api, *admin;
 	struct met_registry *reg;

@@ -195,10 +195,11 @@ route_alloc_done(redisReply *rep, int err, void *arg)
 				return;
 			err = r;
 		} else {
-			http_reply_retry(a->req, 503, 5, "peerid_exhausted",
-					 "no free PeerID found for this network neighbourhood after %d "
-					 "tries",
-					 st->peerid_attempts);
+			http_reply_retry(
+				a->req, 503, 5, "peerid_exhausted",
+				"no free PeerID found for this network neighbourhood after %d "
+				"tries",
+				st->peerid_attempts);
 			route_alloc_finish(a);
 			return;
 		}
@@ -273,7 +274,8 @@ route_channel_ok(const char *ch)
 {
 	size_t len = strlen(ch);
 	return len >= 1 && len <= 128 &&
-	       strspn(ch, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
+	       strspn(ch, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+		       len;
 }
 
 static double
@@ -352,7 +354,8 @@ route_handle_sources(struct http_req *req, void *arg)
 	if (!ids || ids->type != REDIS_REPLY_ARRAY) {
 		if (ids)
 			freeReplyObject(ids);
-		http_reply_retry(req, 503, 1, "redis_unavailable", "the cache registry is unreachable");
+		http_reply_retry(req, 503, 1, "redis_unavailable",
+				 "the cache registry is unreachable");
 		return;
 	}
 	size_t n = ids->elements;
@@ -365,7 +368,8 @@ route_handle_sources(struct http_req *req, void *arg)
 		freeReplyObject(ids);
 		free(hashes);
 		free(src);
-		http_reply_retry(req, 503, 1, "redis_unavailable", "the cache registry is unreachable");
+		http_reply_retry(req, 503, 1, "redis_unavailable",
+				 "the cache registry is unreachable");
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -378,7 +382,8 @@ route_handle_sources(struct http_req *req, void *arg)
 		freeReplyObject(ids);
 		free(hashes);
 		free(src);
-		http_reply_retry(req, 503, 1, "redis_unavailable", "the cache registry is unreachable");
+		http_reply_retry(req, 503, 1, "redis_unavailable",
+				 "the cache registry is unreachable");
 		return;
 	}
 	if (p)
@@ -399,8 +404,8 @@ route_handle_sources(struct http_req *req, void *arg)
 		src[m].capacity = cap ? strtod(cap, NULL) : 0;
 		if (other && other->has_loc && self->has_loc) {
 			src[m].has_distance = true;
-			src[m].distance = route_distance_km(self->lat, self->lon, other->lat,
-							    other->lon);
+			src[m].distance =
+				route_distance_km(self->lat, self->lon, other->lat, other->lon);
 		}
 		m++;
 	}
@@ -411,11 +416,13 @@ route_handle_sources(struct http_req *req, void *arg)
 				      src[i].domain, "url", src[i].url, "load", src[i].load,
 				      "capacity", src[i].capacity);
 		json_object_set_new(o, "distance_km",
-				    src[i].has_distance ? json_real(round(src[i].distance * 10) / 10)
-							: json_null());
+				    src[i].has_distance
+					    ? json_real(round(src[i].distance * 10) / 10)
+					    : json_null());
 		json_array_append_new(arr, o);
 	}
-	json_t *out = json_pack("{s:s, s:s, s:o}", "channel", ch, "domain", self->name, "sources", arr);
+	json_t *out =
+		json_pack("{s:s, s:s, s:o}", "channel", ch, "domain", self->name, "sources", arr);
 	for (size_t i = 0; i < n; i++)
 		if (hashes[i])
 			freeReplyObject(hashes[i]);
@@ -459,12 +466,14 @@ route_domain_row_json(const PGresult *res, int i)
 	json_object_set_new(o, "name", json_string(PQgetvalue(res, i, 0)));
 	json_t *idx = json_loads(PQgetvalue(res, i, 1), 0, NULL);
 	json_object_set_new(o, "index_servers", idx ? idx : json_array());
-	json_object_set_new(o, "latitude", PQgetisnull(res, i, 2)
-						   ? json_null()
-						   : json_real(strtod(PQgetvalue(res, i, 2), NULL)));
-	json_object_set_new(o, "longitude", PQgetisnull(res, i, 3)
-						    ? json_null()
-						    : json_real(strtod(PQgetvalue(res, i, 3), NULL)));
+	json_object_set_new(o, "latitude",
+			    PQgetisnull(res, i, 2)
+				    ? json_null()
+				    : json_real(strtod(PQgetvalue(res, i, 2), NULL)));
+	json_object_set_new(o, "longitude",
+			    PQgetisnull(res, i, 3)
+				    ? json_null()
+				    : json_real(strtod(PQgetvalue(res, i, 3), NULL)));
 	return o;
 }
 
@@ -476,10 +485,11 @@ route_handle_domains_list(struct http_req *req, void *arg)
 	PGconn *c = route_pg(env, req);
 	if (!c)
 		return;
-	PGresult *res = pg_query(c,
-				 "SELECT name, array_to_json(index_servers)::text, latitude, longitude "
-				 "FROM domains ORDER BY name",
-				 0, NULL, err, sizeof(err), NULL);
+	PGresult *res =
+		pg_query(c,
+			 "SELECT name, array_to_json(index_servers)::text, latitude, longitude "
+			 "FROM domains ORDER BY name",
+			 0, NULL, err, sizeof(err), NULL);
 	pg_release(env->pg, c);
 	if (!res) {
 		http_reply_error(req, 500, "internal", "listing domains failed");
@@ -505,14 +515,14 @@ route_check_index_servers(struct http_req *req, json_t *v, char **ret_json)
 				 "index_servers must be an array of at most 64 URLs");
 		return -EINVAL;
 	}
-	json_array_foreach(v, i, s)
-	{
+	json_array_foreach (v, i, s) {
 		const char *u = json_string_value(s);
 		if (!u || strlen(u) > 512 ||
 		    (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0) ||
 		    strpbrk(u, " \t\r\n\"")) {
 			http_reply_error(req, 400, "bad_request",
-					 "index_servers[%zu] must be an http:// or https:// URL", i);
+					 "index_servers[%zu] must be an http:// or https:// URL",
+					 i);
 			return -EINVAL;
 		}
 	}
@@ -529,8 +539,8 @@ route_check_coord(struct http_req *req, json_t *v, const char *name, double limi
 		return 0;
 	}
 	if (!json_is_number(v) || fabs(json_number_value(v)) > limit) {
-		http_reply_error(req, 400, "bad_request", "%s must be a number in [-%g, %g] or null",
-				 name, limit, limit);
+		http_reply_error(req, 400, "bad_request",
+				 "%s must be a number in [-%g, %g] or null", name, limit, limit);
 		return -EINVAL;
 	}
 	snprintf(buf, size, "%.7f", json_number_value(v));
@@ -543,8 +553,7 @@ route_reject_unknown(struct http_req *req, json_t *body, const char *const *know
 {
 	const char *k;
 	json_t *v;
-	json_object_foreach(body, k, v)
-	{
+	json_object_foreach (body, k, v) {
 		bool ok = false;
 		for (size_t i = 0; known[i]; i++)
 			ok = ok || strcmp(k, known[i]) == 0;
@@ -567,8 +576,9 @@ route_handle_domain_put(struct http_req *req, void *arg)
 	json_t *body;
 
 	if (!route_domain_name_ok(name)) {
-		http_reply_error(req, 400, "bad_domain_name",
-				 "domain names are 1-63 of a-z 0-9 _ - starting with a letter or digit");
+		http_reply_error(
+			req, 400, "bad_domain_name",
+			"domain names are 1-63 of a-z 0-9 _ - starting with a letter or digit");
 		return;
 	}
 	if (http_req_json(req, &body) < 0)
@@ -663,18 +673,22 @@ route_rule_row_json(const PGresult *res, int i)
 	json_object_set_new(o, "id", json_integer(strtoll(PQgetvalue(res, i, 0), NULL, 10)));
 	json_object_set_new(o, "priority", json_integer(atoi(PQgetvalue(res, i, 1))));
 	json_object_set_new(o, "country",
-			    PQgetisnull(res, i, 2) ? json_null() : json_string(PQgetvalue(res, i, 2)));
+			    PQgetisnull(res, i, 2) ? json_null()
+						   : json_string(PQgetvalue(res, i, 2)));
 	if (PQgetisnull(res, i, 3)) {
 		json_object_set_new(o, "nettype", json_null());
 	} else {
 		int nt = atoi(PQgetvalue(res, i, 3));
 		json_object_set_new(o, "nettype", json_integer(nt));
-		json_object_set_new(o, "nettype_name", json_string(route_nettype_name((unsigned)nt)));
+		json_object_set_new(o, "nettype_name",
+				    json_string(route_nettype_name((unsigned)nt)));
 	}
 	json_object_set_new(o, "region",
-			    PQgetisnull(res, i, 4) ? json_null() : json_string(PQgetvalue(res, i, 4)));
+			    PQgetisnull(res, i, 4) ? json_null()
+						   : json_string(PQgetvalue(res, i, 4)));
 	json_object_set_new(o, "city",
-			    PQgetisnull(res, i, 5) ? json_null() : json_string(PQgetvalue(res, i, 5)));
+			    PQgetisnull(res, i, 5) ? json_null()
+						   : json_string(PQgetvalue(res, i, 5)));
 	json_object_set_new(o, "domain", json_string(PQgetvalue(res, i, 6)));
 	return o;
 }
@@ -687,8 +701,9 @@ route_handle_rules_list(struct http_req *req, void *arg)
 	PGconn *c = route_pg(env, req);
 	if (!c)
 		return;
-	PGresult *res = pg_query(c, "SELECT " ROUTE_RULE_COLS " FROM domain_rules ORDER BY priority, id",
-				 0, NULL, err, sizeof(err), NULL);
+	PGresult *res =
+		pg_query(c, "SELECT " ROUTE_RULE_COLS " FROM domain_rules ORDER BY priority, id", 0,
+			 NULL, err, sizeof(err), NULL);
 	pg_release(env->pg, c);
 	if (!res) {
 		log_err("listing rules: %s", err);
@@ -718,8 +733,8 @@ route_string_field(struct http_req *req, json_t *body, const char *name, size_t 
 		return 0;
 	if (!json_is_string(v) || json_string_length(v) < 1 || json_string_length(v) > max ||
 	    strlen(json_string_value(v)) != json_string_length(v)) {
-		http_reply_error(req, 400, "bad_request", "%s must be a string of 1-%zu bytes or null",
-				 name, max);
+		http_reply_error(req, 400, "bad_request",
+				 "%s must be a string of 1-%zu bytes or null", name, max);
 		return -EINVAL;
 	}
 	*ret = json_string_value(v);
@@ -730,7 +745,7 @@ static int
 route_rule_parse(struct http_req *req, json_t *body, struct route_rule_in *in)
 {
 	static const char *const known[] = { "priority", "country", "nettype", "region",
-					     "city",	 "domain",  NULL };
+					     "city",     "domain",  NULL };
 	json_t *v;
 	const char *cc;
 
@@ -740,7 +755,8 @@ route_rule_parse(struct http_req *req, json_t *body, struct route_rule_in *in)
 	v = json_object_get(body, "priority");
 	if (v && (!json_is_integer(v) || json_integer_value(v) < -1000000 ||
 		  json_integer_value(v) > 1000000)) {
-		http_reply_error(req, 400, "bad_request", "priority must be an integer in [-1000000, 1000000]");
+		http_reply_error(req, 400, "bad_request",
+				 "priority must be an integer in [-1000000, 1000000]");
 		return -EINVAL;
 	}
 	snprintf(in->priority, sizeof(in->priority), "%lld",
@@ -765,9 +781,10 @@ route_rule_parse(struct http_req *req, json_t *body, struct route_rule_in *in)
 		else if (json_is_string(v))
 			nt = route_nettype_from_name(json_string_value(v));
 		if (nt < 0) {
-			http_reply_error(req, 400, "bad_request",
-					 "nettype must be 0-15 or a class name (telecom, netcom, "
-					 "unicom, mobile, tietong, cernet, satcom, other, unknown)");
+			http_reply_error(
+				req, 400, "bad_request",
+				"nettype must be 0-15 or a class name (telecom, netcom, "
+				"unicom, mobile, tietong, cernet, satcom, other, unknown)");
 			return -EINVAL;
 		}
 		snprintf(in->nettype, sizeof(in->nettype), "%d", nt);
@@ -802,7 +819,8 @@ route_rule_write(struct http_req *req, struct route_env *env, const char *id)
 		json_decref(body);
 		return;
 	}
-	const char *p[] = { in.priority, in.p_country, in.p_nettype, in.region, in.city, in.domain, id };
+	const char *p[] = { in.priority, in.p_country, in.p_nettype, in.region, in.city, in.domain,
+			    id };
 	PGresult *res =
 		id ? pg_query(c,
 			      "UPDATE domain_rules SET priority = $1, country = $2, nettype = $3, "
@@ -891,7 +909,8 @@ route_handle_lookup(struct http_req *req, void *arg)
 	char hex[PEERID_HEX_LEN + 1];
 
 	if (!ip || addr_parse(ip, strlen(ip), false, &a) < 0) {
-		http_reply_error(req, 400, "bad_request", "query parameter ip must be an IPv4 or IPv6 address");
+		http_reply_error(req, 400, "bad_request",
+				 "query parameter ip must be an IPv4 or IPv6 address");
 		return;
 	}
 	route_geo_lookup(st, &a, &g);
@@ -928,8 +947,8 @@ route_handle_readyz(struct http_req *req, void *arg)
 {
 	struct route_env *env = arg;
 	int rr = rds_ping(env->rds), pr = pg_ping(env->pg);
-	json_t *o = json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable", "postgres",
-			      pr == 0 ? "ok" : "unreachable", "domains_loaded",
+	json_t *o = json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable",
+			      "postgres", pr == 0 ? "ok" : "unreachable", "domains_loaded",
 			      atomic_load(&env->snap) != NULL);
 	if (rr == 0 && pr == 0)
 		http_reply_json(req, 200, o);
@@ -983,8 +1002,7 @@ route_handle_status(struct http_req *req, void *arg)
 	json_t *o = json_object();
 	json_object_set_new(o, "daemon", json_string("route-server"));
 	json_object_set_new(o, "version", json_string(P2PCDN_VERSION));
-	json_object_set_new(o, "uptime_s",
-			    json_integer((dmn_now_ms() - env->started_ms) / 1000));
+	json_object_set_new(o, "uptime_s", json_integer((dmn_now_ms() - env->started_ms) / 1000));
 	json_object_set_new(o, "generation", snap ? json_integer(snap->generation) : json_null());
 	json_object_set_new(o, "domains", domains);
 	json_object_set_new(o, "rules", json_integer(snap ? (json_int_t)snap->nrules : 0));

@@ -2,7 +2,10 @@
 /* route-server: the config table (keys, defaults, bounds, reloadable). */
 #include "route.h"
 
-#define K(sec, name, type, def, min, max, rel, help) { sec, name, type, def, min, max, rel, help }
+#define K(sec, name, type, def, min, max, rel, help)                                               \
+	{                                                                                          \
+		sec, name, type, def, min, max, rel, help                                          \
+	}
 
 const struct cfg_key route_cfg_table[] = {
 	K("server", "listen", CFG_STR, "127.0.0.1:7003", 1, 1024, false,
@@ -42,7 +45,8 @@ const struct cfg_key route_cfg_table[] = {
 	  "MMDB path of the ISO country code"),
 	K("route", "region_path", CFG_STR, "subdivisions/0/names/en", 1, 256, true,
 	  "MMDB path of the region name"),
-	K("route", "city_path", CFG_STR, "city/names/en", 1, 256, true, "MMDB path of the city name"),
+	K("route", "city_path", CFG_STR, "city/names/en", 1, 256, true,
+	  "MMDB path of the city name"),
 	K("route", "latitude_path", CFG_STR, "location/latitude", 1, 256, true, "MMDB path"),
 	K("route", "longitude_path", CFG_STR, "location/longitude", 1, 256, true, "MMDB path"),
 	K("route", "asn_path", CFG_STR, "autonomous_system_number", 1, 256, true,

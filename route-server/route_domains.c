@@ -176,8 +176,7 @@ route_load_domains(struct route_env *env, PGconn *c, struct route_snap *s, char 
 			json_decref(arr);
 			goto nomem;
 		}
-		json_array_foreach(arr, k, v)
-		{
+		json_array_foreach (arr, k, v) {
 			if (json_is_string(v) &&
 			    (d->index_servers[d->nindex] = strdup(json_string_value(v))))
 				d->nindex++;
@@ -281,7 +280,8 @@ route_snap_load(struct route_env *env, PGconn *c, struct route_snap **ret, char 
 	if (!s)
 		return -ENOMEM;
 	/* One snapshot = one consistent view, even while an admin edits. */
-	if (pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err, errsize) < 0) {
+	if (pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err, errsize) <
+	    0) {
 		r = -EIO;
 		goto fail;
 	}
@@ -369,25 +369,27 @@ route_assign_pending(struct route_env *env, PGconn *c, struct route_pending *v, 
 		route_snap_codes(s, v[i].country, &g, &rc, &cc);
 		if (g.region[0] && !rc) {
 			const char *p[] = { country, g.region };
-			route_assign(c,
-				     "INSERT INTO geo_regions (country, name, code) "
-				     "SELECT $1::smallint, $2, LEAST(COALESCE(MAX(code) FILTER "
-				     "(WHERE code < 63), 0) + 1, 63) FROM geo_regions WHERE "
-				     "country = $1::smallint ON CONFLICT (country, name) DO NOTHING",
-				     2, p);
+			route_assign(
+				c,
+				"INSERT INTO geo_regions (country, name, code) "
+				"SELECT $1::smallint, $2, LEAST(COALESCE(MAX(code) FILTER "
+				"(WHERE code < 63), 0) + 1, 63) FROM geo_regions WHERE "
+				"country = $1::smallint ON CONFLICT (country, name) DO NOTHING",
+				2, p);
 			/* The city needs the region's code: next round. */
 			continue;
 		}
 		if (g.city[0] && !cc) {
 			snprintf(region, sizeof(region), "%u", rc);
 			const char *p[] = { country, region, g.city };
-			route_assign(c,
-				     "INSERT INTO geo_cities (country, region, name, code) "
-				     "SELECT $1::smallint, $2::smallint, $3, LEAST(COALESCE(MAX(code) "
-				     "FILTER (WHERE code < 63), 0) + 1, 63) FROM geo_cities WHERE "
-				     "country = $1::smallint AND region = $2::smallint "
-				     "ON CONFLICT (country, region, name) DO NOTHING",
-				     3, p);
+			route_assign(
+				c,
+				"INSERT INTO geo_cities (country, region, name, code) "
+				"SELECT $1::smallint, $2::smallint, $3, LEAST(COALESCE(MAX(code) "
+				"FILTER (WHERE code < 63), 0) + 1, 63) FROM geo_cities WHERE "
+				"country = $1::smallint AND region = $2::smallint "
+				"ON CONFLICT (country, region, name) DO NOTHING",
+				3, p);
 		}
 	}
 }

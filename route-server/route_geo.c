@@ -62,7 +62,7 @@ route_read_small_file(const char *path, size_t *ret_len, char *err, size_t errsi
 struct route_state *
 route_state_new(struct cfg *cfg, char *err, size_t errsize)
 {
-	static const char *keys[] = { "country_path",  "region_path",	 "city_path",
+	static const char *keys[] = { "country_path",  "region_path",    "city_path",
 				      "latitude_path", "longitude_path", "asn_path" };
 	struct route_state *st = calloc(1, sizeof(*st));
 	const char **paths[6];

@@ -10,17 +10,17 @@
 
 /* The seven carriers the paper partitions China's Internet into. */
 static const char *const route_nettype_names[16] = {
-	[0] = "unknown", [1] = "telecom", [2] = "netcom", [3] = "unicom",
-	[4] = "mobile",	 [5] = "tietong", [6] = "cernet", [7] = "satcom",
-	[15] = "other",
+	[0] = "unknown", [1] = "telecom", [2] = "netcom", [3] = "unicom", [4] = "mobile",
+	[5] = "tietong", [6] = "cernet",  [7] = "satcom", [15] = "other",
 };
 
 static const struct route_nettype_entry route_nettype_default[] = {
-	{ 4134, 1, 0 },  { 4812, 1, 0 },  { 4809, 1, 0 },  { 23764, 1, 0 }, { 4811, 1, 0 },  { 4816, 1, 0 },
-	{ 9929, 2, 0 },  { 17621, 2, 0 }, { 17623, 2, 0 }, { 4837, 3, 0 },	{ 4808, 3, 0 },  { 17816, 3, 0 },
-	{ 17622, 3, 0 }, { 10099, 3, 0 }, { 9808, 4, 0 },  { 56040, 4, 0 }, { 56041, 4, 0 }, { 56042, 4, 0 },
-	{ 56044, 4, 0 }, { 56046, 4, 0 }, { 56047, 4, 0 }, { 56048, 4, 0 }, { 24400, 4, 0 }, { 58453, 4, 0 },
-	{ 24445, 4, 0 }, { 9394, 5, 0 },  { 58542, 5, 0 }, { 4538, 6, 0 },	{ 4565, 6, 0 },  { 23910, 6, 0 },
+	{ 4134, 1, 0 },  { 4812, 1, 0 },  { 4809, 1, 0 },  { 23764, 1, 0 }, { 4811, 1, 0 },
+	{ 4816, 1, 0 },  { 9929, 2, 0 },  { 17621, 2, 0 }, { 17623, 2, 0 }, { 4837, 3, 0 },
+	{ 4808, 3, 0 },  { 17816, 3, 0 }, { 17622, 3, 0 }, { 10099, 3, 0 }, { 9808, 4, 0 },
+	{ 56040, 4, 0 }, { 56041, 4, 0 }, { 56042, 4, 0 }, { 56044, 4, 0 }, { 56046, 4, 0 },
+	{ 56047, 4, 0 }, { 56048, 4, 0 }, { 24400, 4, 0 }, { 58453, 4, 0 }, { 24445, 4, 0 },
+	{ 9394, 5, 0 },  { 58542, 5, 0 }, { 4538, 6, 0 },  { 4565, 6, 0 },  { 23910, 6, 0 },
 	{ 24348, 6, 0 }, { 9811, 7, 0 },
 };
 
@@ -160,7 +160,8 @@ route_nettype_parse(const char *text, size_t len, struct route_nettype *ret, cha
 	for (size_t i = 1; i < n; i++) {
 		if (v[i].asn == v[i - 1].asn && v[i].cls != v[i - 1].cls) {
 			uint32_t a = v[i].line, b = v[i - 1].line;
-			snprintf(err, errsize, "line %u: AS%u already listed with another class at line %u",
+			snprintf(err, errsize,
+				 "line %u: AS%u already listed with another class at line %u",
 				 a > b ? a : b, v[i].asn, a > b ? b : a);
 			goto fail;
 		}

@@ -63,8 +63,8 @@ fuzz_list_and_xff(const uint8_t *data, size_t size)
 			goto out;
 	}
 
-	static const char *const peers[] = {"10.0.0.1:80", "[2001:db8::1]:80", "127.0.0.1",
-					    "203.0.113.1:443"};
+	static const char *const peers[] = { "10.0.0.1:80", "[2001:db8::1]:80", "127.0.0.1",
+					     "203.0.113.1:443" };
 	for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++) {
 		struct addr peer, got;
 		char buf[ADDR_STR_MAX];

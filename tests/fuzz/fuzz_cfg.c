@@ -9,13 +9,13 @@
 #include "cfg.h"
 
 static const struct cfg_key fuzz_table[] = {
-    {"server", "listen", CFG_STR, "127.0.0.1:1", 1, 64, false, ""},
-    {"server", "name", CFG_STR, NULL, 1, 16, false, ""},
-    {"server", "threads", CFG_INT, "4", 1, 64, false, ""},
-    {"server", "verbose", CFG_BOOL, "false", 0, 1, true, ""},
-    {"server", "offset", CFG_INT, "0", -100, 100, true, ""},
-    {"redis", "url", CFG_STR, "", 0, 1000, false, ""},
-    {"redis", "password", CFG_STR, "", 0, 64, true, ""},
+	{ "server", "listen", CFG_STR, "127.0.0.1:1", 1, 64, false, "" },
+	{ "server", "name", CFG_STR, NULL, 1, 16, false, "" },
+	{ "server", "threads", CFG_INT, "4", 1, 64, false, "" },
+	{ "server", "verbose", CFG_BOOL, "false", 0, 1, true, "" },
+	{ "server", "offset", CFG_INT, "0", -100, 100, true, "" },
+	{ "redis", "url", CFG_STR, "", 0, 1000, false, "" },
+	{ "redis", "password", CFG_STR, "", 0, 64, true, "" },
 };
 #define FUZZ_N (sizeof(fuzz_table) / sizeof(fuzz_table[0]))
 

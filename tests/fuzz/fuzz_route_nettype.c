@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct route_nettype t = {NULL, 0};
+	struct route_nettype t = { NULL, 0 };
 	char err[256];
 
 	memset(err, 'x', sizeof(err));

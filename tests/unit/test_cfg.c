@@ -17,14 +17,14 @@
 #include "cfg.h"
 
 static const struct cfg_key test_table[] = {
-    {"server", "listen", CFG_STR, "127.0.0.1:80", 1, 64, false, "addresses"},
-    {"server", "name", CFG_STR, NULL, 1, 16, false, "required name"},
-    {"server", "threads", CFG_INT, "4", 1, 64, false, "workers"},
-    {"server", "verbose", CFG_BOOL, "false", 0, 1, true, "chatty"},
-    {"server", "offset", CFG_INT, "-5", -100, 100, true, "signed"},
-    {"redis", "url", CFG_STR, "redis://localhost", 0, 1000, false, "where"},
-    {"redis", "timeout_ms", CFG_INT, "500", 0, 10000, true, "patience"},
-    {"admin", "admin_token", CFG_STR, "", 0, 64, true, "secret"},
+	{ "server", "listen", CFG_STR, "127.0.0.1:80", 1, 64, false, "addresses" },
+	{ "server", "name", CFG_STR, NULL, 1, 16, false, "required name" },
+	{ "server", "threads", CFG_INT, "4", 1, 64, false, "workers" },
+	{ "server", "verbose", CFG_BOOL, "false", 0, 1, true, "chatty" },
+	{ "server", "offset", CFG_INT, "-5", -100, 100, true, "signed" },
+	{ "redis", "url", CFG_STR, "redis://localhost", 0, 1000, false, "where" },
+	{ "redis", "timeout_ms", CFG_INT, "500", 0, 10000, true, "patience" },
+	{ "admin", "admin_token", CFG_STR, "", 0, 64, true, "secret" },
 };
 #define TEST_N (sizeof(test_table) / sizeof(test_table[0]))
 
@@ -184,7 +184,7 @@ test_missing_file(void **state)
 {
 	struct cfg_test *t = *state;
 	struct cfg *c =
-	    cfg_load(test_table, TEST_N, "/nonexistent/p2pcdn.ini", t->err, sizeof(t->err));
+		cfg_load(test_table, TEST_N, "/nonexistent/p2pcdn.ini", t->err, sizeof(t->err));
 
 	assert_null(c);
 	assert_non_null(strstr(t->err, "/nonexistent/p2pcdn.ini: cannot open"));
@@ -256,7 +256,8 @@ test_int_syntax(void **state)
 {
 	struct cfg_test *t = *state;
 	static const char *bad[] = {
-	    "4x", "x4", "", "0x10", "1.5", "4 # four", "99999999999999999999"};
+		"4x", "x4", "", "0x10", "1.5", "4 # four", "99999999999999999999"
+	};
 	char text[128];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -273,10 +274,11 @@ test_bool_forms(void **state)
 		const char *text;
 		bool value;
 	} ok[] = {
-	    {"true", true},   {"TRUE", true}, {"yes", true},  {"On", true}, {"1", true},
-	    {"false", false}, {"No", false},  {"off", false}, {"0", false}, {"FALSE", false},
+		{ "true", true }, { "TRUE", true },   { "yes", true }, { "On", true },
+		{ "1", true },    { "false", false }, { "No", false }, { "off", false },
+		{ "0", false },   { "FALSE", false },
 	};
-	static const char *bad[] = {"maybe", "2", "", "y", "truee", "-1"};
+	static const char *bad[] = { "maybe", "2", "", "y", "truee", "-1" };
 	char text[128];
 
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
@@ -589,26 +591,26 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_valid_file, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_required_missing, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_int_range, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_int_syntax, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bool_forms, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_string_length, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_first_error_wins, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_indented_keys, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_diff_fixed, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_typo_aborts, setup, teardown),
-	    cmocka_unit_test(test_args_ok),
-	    cmocka_unit_test(test_args_errors),
-	    cmocka_unit_test(test_args_version_help),
+		cmocka_unit_test_setup_teardown(test_valid_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_required_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_missing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_section, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unknown_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_duplicate_key, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_int_range, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_int_syntax, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bool_forms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_string_length, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_long_line, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_syntax_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_first_error_wins, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_indented_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_diff_fixed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_typo_aborts, setup, teardown),
+		cmocka_unit_test(test_args_ok),
+		cmocka_unit_test(test_args_errors),
+		cmocka_unit_test(test_args_version_help),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,7 +78,7 @@ test_wait_reload(void **state)
 static void
 test_wait_stop(void **state)
 {
-	static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT};
+	static const int sigs[] = { SIGTERM, SIGINT, SIGQUIT };
 	size_t i;
 
 	(void)state;
@@ -116,7 +116,7 @@ static void *
 kicker_main(void *arg)
 {
 	struct kicker *k = arg;
-	struct timespec ts = {k->delay_ms / 1000, (long)(k->delay_ms % 1000) * 1000000};
+	struct timespec ts = { k->delay_ms / 1000, (long)(k->delay_ms % 1000) * 1000000 };
 
 	nanosleep(&ts, NULL);
 	if (k->process)
@@ -131,7 +131,7 @@ kicker_main(void *arg)
 static void
 test_wait_from_thread(void **state)
 {
-	struct kicker k = {.sig = SIGHUP, .delay_ms = 50};
+	struct kicker k = { .sig = SIGHUP, .delay_ms = 50 };
 	pthread_t th;
 	long long t0, dt;
 
@@ -146,7 +146,7 @@ test_wait_from_thread(void **state)
 
 	/* -1 waits without limit; a lost signal would hang, so an alarm (not
 	 * in the set, default action: terminate) turns that into a failure. */
-	k = (struct kicker){.sig = SIGTERM, .delay_ms = 50, .process = true};
+	k = (struct kicker){ .sig = SIGTERM, .delay_ms = 50, .process = true };
 	alarm(10);
 	assert_int_equal(pthread_create(&th, NULL, kicker_main, &k), 0);
 	assert_int_equal(dmn_wait(-1), DMN_STOP);
@@ -161,7 +161,7 @@ test_wait_from_thread(void **state)
 static int
 bind_dgram(const struct sockaddr_un *sa, socklen_t len)
 {
-	struct timeval tv = {2, 0};
+	struct timeval tv = { 2, 0 };
 	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	assert_true(fd >= 0);
@@ -196,7 +196,7 @@ static void
 test_notify_path(void **state)
 {
 	char dir[] = "/tmp/test_dmn.XXXXXX";
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
 
 	(void)state;
@@ -221,7 +221,7 @@ test_notify_path(void **state)
 static void
 test_notify_abstract(void **state)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char env[sizeof(sa.sun_path) + 1];
 	size_t len;
 	int fd;
@@ -276,7 +276,7 @@ test_notify_errors(void **state)
 static void
 test_clocks(void **state)
 {
-	struct timespec ts = {0, 30 * 1000000};
+	struct timespec ts = { 0, 30 * 1000000 };
 	long long t0, t1, w;
 
 	(void)state;
@@ -299,17 +299,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_signals_init),
-	    cmocka_unit_test(test_wait_timeout),
-	    cmocka_unit_test(test_wait_reload),
-	    cmocka_unit_test(test_wait_stop),
-	    cmocka_unit_test(test_wait_both_pending),
-	    cmocka_unit_test(test_wait_from_thread),
-	    cmocka_unit_test(test_notify_unset),
-	    cmocka_unit_test(test_notify_path),
-	    cmocka_unit_test(test_notify_abstract),
-	    cmocka_unit_test(test_notify_errors),
-	    cmocka_unit_test(test_clocks),
+		cmocka_unit_test(test_signals_init),
+		cmocka_unit_test(test_wait_timeout),
+		cmocka_unit_test(test_wait_reload),
+		cmocka_unit_test(test_wait_stop),
+		cmocka_unit_test(test_wait_both_pending),
+		cmocka_unit_test(test_wait_from_thread),
+		cmocka_unit_test(test_notify_unset),
+		cmocka_unit_test(test_notify_path),
+		cmocka_unit_test(test_notify_abstract),
+		cmocka_unit_test(test_notify_errors),
+		cmocka_unit_test(test_clocks),
 	};
 
 	/* As a daemon does: before any thread, so all inherit the mask. */

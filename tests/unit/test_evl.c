@@ -250,8 +250,8 @@ srv_start(struct srv *s)
 	s->http = evhttp_new(s->base);
 	assert_non_null(s->http);
 	evhttp_set_allowed_methods(s->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
-						EVHTTP_REQ_PATCH);
+						    EVHTTP_REQ_DELETE | EVHTTP_REQ_HEAD |
+						    EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(s->http, srv_handle, s);
 	assert_non_null(evhttp_accept_socket_with_handle(s->http, fd));
 	assert_int_equal(pthread_create(&s->thread, NULL, srv_main, s), 0);
@@ -288,8 +288,8 @@ hang_main(void *arg)
 	int nfd = 2, i, j, fd;
 	ssize_t n;
 
-	pfd[0] = (struct pollfd){.fd = h->pipe[0], .events = POLLIN};
-	pfd[1] = (struct pollfd){.fd = h->lfd, .events = POLLIN};
+	pfd[0] = (struct pollfd){ .fd = h->pipe[0], .events = POLLIN };
+	pfd[1] = (struct pollfd){ .fd = h->lfd, .events = POLLIN };
 	for (;;) {
 		if (poll(pfd, (nfds_t)nfd, -1) < 0)
 			continue;
@@ -297,7 +297,7 @@ hang_main(void *arg)
 			break;
 		if ((pfd[1].revents & POLLIN) && nfd < HANG_MAX + 2 &&
 		    (fd = accept4(h->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-			pfd[nfd] = (struct pollfd){.fd = fd, .events = POLLIN};
+			pfd[nfd] = (struct pollfd){ .fd = fd, .events = POLLIN };
 			tail[nfd++] = 0;
 		}
 		for (i = 2; i < nfd; i++) {
@@ -490,9 +490,9 @@ run_one(struct box *b, const char *method, const char *url, const char *body, si
 
 	assert_non_null(l);
 	box_init(b);
-	assert_int_equal(
-	    evl_http_request(l, method, url, body, body_len, hdrs, timeout_ms, max_body, box_cb, b),
-	    0);
+	assert_int_equal(evl_http_request(l, method, url, body, body_len, hdrs, timeout_ms,
+					  max_body, box_cb, b),
+			 0);
 	assert_true(waiter_wait(&b->calls, 1, WAIT_MS));
 	evl_free(l);
 	assert_int_equal(waiter_get(&b->calls), 1);
@@ -505,7 +505,7 @@ run_one(struct box *b, const char *method, const char *url, const char *body, si
 static void
 test_get_echo(void **state)
 {
-	const char *hdrs[] = {"X-Test: hello there", NULL};
+	const char *hdrs[] = { "X-Test: hello there", NULL };
 	char url[128], want[256];
 	struct box b;
 
@@ -525,8 +525,8 @@ test_get_echo(void **state)
 static void
 test_post_bodies(void **state)
 {
-	const char *csv[] = {"Content-Type: text/csv", "X-Test:tight", NULL};
-	static const char bin[] = {'a', '\0', 'b', '\n'};
+	const char *csv[] = { "Content-Type: text/csv", "X-Test:tight", NULL };
+	static const char bin[] = { 'a', '\0', 'b', '\n' };
 	char url[128], want[256];
 	struct box b;
 
@@ -545,7 +545,7 @@ test_post_bodies(void **state)
 	run_one(&b, "PUT", url, "x,y", 3, csv, 2000, 4096);
 	assert_int_equal(b.err, 0);
 	assert_string_equal(
-	    b.body, echo_want(want, sizeof(want), "PUT", "/echo", "text/csv", "tight", "x,y"));
+		b.body, echo_want(want, sizeof(want), "PUT", "/echo", "text/csv", "tight", "x,y"));
 	box_done(&b);
 
 	/* Embedded NUL: body_len, not strlen, is the length. */
@@ -567,8 +567,8 @@ test_post_bodies(void **state)
 	/* An empty but present body still gets the content type. */
 	run_one(&b, "POST", url, "", 0, NULL, 2000, 4096);
 	assert_int_equal(b.err, 0);
-	assert_string_equal(
-	    b.body, echo_want(want, sizeof(want), "POST", "/echo", "application/json", "-", ""));
+	assert_string_equal(b.body, echo_want(want, sizeof(want), "POST", "/echo",
+					      "application/json", "-", ""));
 	box_done(&b);
 
 	run_one(&b, "DELETE", url, NULL, 0, NULL, 2000, 4096);
@@ -580,7 +580,7 @@ test_post_bodies(void **state)
 static void
 test_status_codes(void **state)
 {
-	static const int codes[] = {201, 301, 404, 500, 503};
+	static const int codes[] = { 201, 301, 404, 500, 503 };
 	char url[128], want[32];
 	struct box b;
 	size_t i;
@@ -756,10 +756,10 @@ test_raw_responses(void **state)
 static void
 test_bad_args(void **state)
 {
-	const char *no_colon[] = {"X-Test hello", NULL};
-	const char *empty_name[] = {": v", NULL};
-	const char *crlf[] = {"X-Test: a\r\nX-Evil: b", NULL};
-	const char *space_name[] = {"X Test: v", NULL};
+	const char *no_colon[] = { "X-Test hello", NULL };
+	const char *empty_name[] = { ": v", NULL };
+	const char *crlf[] = { "X-Test: a\r\nX-Evil: b", NULL };
+	const char *space_name[] = { "X Test: v", NULL };
 	char url[128];
 	struct evl *l = evl_new();
 	struct box b;
@@ -768,26 +768,27 @@ test_bad_args(void **state)
 	assert_non_null(l);
 	box_init(&b);
 	make_url(url, sizeof(url), srv.port, "/echo");
+	assert_int_equal(evl_http_request(l, "GET", "https://127.0.0.1/", NULL, 0, NULL, 1000, 100,
+					  box_cb, &b),
+			 -EINVAL);
+	assert_int_equal(evl_http_request(l, "GET", "ftp://127.0.0.1/", NULL, 0, NULL, 1000, 100,
+					  box_cb, &b),
+			 -EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", "https://127.0.0.1/", NULL, 0, NULL, 1000, 100, box_cb, &b),
-	    -EINVAL);
+		evl_http_request(l, "GET", "127.0.0.1:80/x", NULL, 0, NULL, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", "ftp://127.0.0.1/", NULL, 0, NULL, 1000, 100, box_cb, &b),
-	    -EINVAL);
+		evl_http_request(l, "GET", "http://", NULL, 0, NULL, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", "127.0.0.1:80/x", NULL, 0, NULL, 1000, 100, box_cb, &b),
-	    -EINVAL);
+		evl_http_request(l, "GET", "http://h:0/", NULL, 0, NULL, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", "http://", NULL, 0, NULL, 1000, 100, box_cb, &b), -EINVAL);
+		evl_http_request(l, "GET", "http://h:99999/", NULL, 0, NULL, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", "http://h:0/", NULL, 0, NULL, 1000, 100, box_cb, &b),
-	    -EINVAL);
-	assert_int_equal(
-	    evl_http_request(l, "GET", "http://h:99999/", NULL, 0, NULL, 1000, 100, box_cb, &b),
-	    -EINVAL);
-	assert_int_equal(
-	    evl_http_request(l, "GET", "http://[::1/", NULL, 0, NULL, 1000, 100, box_cb, &b),
-	    -EINVAL);
+		evl_http_request(l, "GET", "http://[::1/", NULL, 0, NULL, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(evl_http_request(l, "GET", NULL, NULL, 0, NULL, 1000, 100, box_cb, &b),
 			 -EINVAL);
 	assert_int_equal(evl_http_request(l, "get", url, NULL, 0, NULL, 1000, 100, box_cb, &b),
@@ -799,11 +800,13 @@ test_bad_args(void **state)
 	assert_int_equal(evl_http_request(l, "GET", url, NULL, 0, no_colon, 1000, 100, box_cb, &b),
 			 -EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", url, NULL, 0, empty_name, 1000, 100, box_cb, &b), -EINVAL);
+		evl_http_request(l, "GET", url, NULL, 0, empty_name, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(evl_http_request(l, "GET", url, NULL, 0, crlf, 1000, 100, box_cb, &b),
 			 -EINVAL);
 	assert_int_equal(
-	    evl_http_request(l, "GET", url, NULL, 0, space_name, 1000, 100, box_cb, &b), -EINVAL);
+		evl_http_request(l, "GET", url, NULL, 0, space_name, 1000, 100, box_cb, &b),
+		-EINVAL);
 	assert_int_equal(evl_http_request(l, "GET", url, NULL, 0, NULL, 0, 100, box_cb, &b),
 			 -EINVAL);
 	assert_int_equal(evl_http_request(l, "GET", url, NULL, 0, NULL, 1000, 100, NULL, &b),
@@ -813,7 +816,8 @@ test_bad_args(void **state)
 	assert_int_equal(evl_call(l, NULL, NULL), -EINVAL);
 	assert_int_equal(evl_call_later(l, -1, never_fn, NULL), -EINVAL);
 	assert_int_equal(
-	    evl_http_sync(l, "GET", "https://127.0.0.1/", NULL, 0, 1000, 100, NULL, NULL), -EINVAL);
+		evl_http_sync(l, "GET", "https://127.0.0.1/", NULL, 0, 1000, 100, NULL, NULL),
+		-EINVAL);
 	evl_free(l);
 	/* Refused requests never call back. */
 	assert_int_equal(waiter_get(&b.calls), 0);
@@ -867,7 +871,7 @@ test_concurrent(void **state)
 	memset(&c, 0, sizeof(c));
 	waiter_init(&c.done);
 	for (i = 0; i < CONC_N; i++) {
-		args[i] = (struct conc_arg){.c = &c, .i = i};
+		args[i] = (struct conc_arg){ .c = &c, .i = i };
 		snprintf(path, sizeof(path), "/echo?i=%d", i);
 		make_url(url, sizeof(url), srv.port, path);
 		assert_int_equal(evl_http_request(l, "GET", url, NULL, 0, NULL, WAIT_MS, 4096,
@@ -1009,7 +1013,7 @@ order_thread_main(void *arg)
 	int i;
 
 	for (i = 0; i < ORDER_CALLS; i++) {
-		order_items[ot->t][i] = (struct order_item){.o = ot->o, .t = ot->t, .seq = i};
+		order_items[ot->t][i] = (struct order_item){ .o = ot->o, .t = ot->t, .seq = i };
 		if (evl_call(ot->o->l, order_fn, &order_items[ot->t][i]) != 0)
 			ot->failed++;
 	}
@@ -1031,7 +1035,7 @@ test_call_order(void **state)
 	assert_non_null(o.l);
 	for (i = 0; i < ORDER_THREADS; i++) {
 		o.last[i] = -1;
-		ot[i] = (struct order_thread){.o = &o, .t = i};
+		ot[i] = (struct order_thread){ .o = &o, .t = i };
 	}
 	for (i = 0; i < ORDER_THREADS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, order_thread_main, &ot[i]), 0);
@@ -1079,7 +1083,7 @@ later_fn(void *arg)
 static void
 test_call_later(void **state)
 {
-	struct later lt = {.n = 0};
+	struct later lt = { .n = 0 };
 	struct later_item it[4];
 	struct evl *l = evl_new();
 	int never = 0, i;
@@ -1088,7 +1092,7 @@ test_call_later(void **state)
 	assert_non_null(l);
 	waiter_init(&lt.done);
 	for (i = 0; i < 4; i++)
-		it[i] = (struct later_item){.lt = &lt, .tag = i};
+		it[i] = (struct later_item){ .lt = &lt, .tag = i };
 	lt.t0 = dmn_now_ms();
 	assert_int_equal(evl_call_later(l, 150, later_fn, &it[3]), 0);
 	assert_int_equal(evl_call_later(l, 50, later_fn, &it[1]), 0);
@@ -1128,7 +1132,7 @@ static void
 base_add_timer(void *arg)
 {
 	struct base_job *j = arg;
-	struct timeval tv = {0, 10000};
+	struct timeval tv = { 0, 10000 };
 
 	j->ev = evtimer_new(evl_base(j->l), timer_cb, j->w);
 	evtimer_add(j->ev, &tv);
@@ -1146,7 +1150,7 @@ test_base(void **state)
 	assert_non_null(l);
 	assert_non_null(evl_base(l));
 	waiter_init(&w);
-	j = (struct base_job){.l = l, .w = &w};
+	j = (struct base_job){ .l = l, .w = &w };
 	assert_int_equal(evl_call(l, base_add_timer, &j), 0);
 	assert_true(waiter_wait(&w, 1, WAIT_MS));
 	evl_free(l);
@@ -1188,13 +1192,15 @@ test_free_in_flight(void **state)
 	make_url(url, sizeof(url), hang.port, "/h");
 	for (i = 0; i < FREE_HANG; i++)
 		assert_int_equal(
-		    evl_http_request(l, "GET", url, NULL, 0, NULL, 60000, 100, box_cb, &b[i]), 0);
+			evl_http_request(l, "GET", url, NULL, 0, NULL, 60000, 100, box_cb, &b[i]),
+			0);
 	assert_true(waiter_wait(&hang.requests, base + FREE_HANG, WAIT_MS));
 
 	make_url(url, sizeof(url), blackhole_port, "/b");
 	for (; i < FREE_HANG + FREE_HOLE; i++)
 		assert_int_equal(
-		    evl_http_request(l, "POST", url, "{}", 2, NULL, 60000, 100, box_cb, &b[i]), 0);
+			evl_http_request(l, "POST", url, "{}", 2, NULL, 60000, 100, box_cb, &b[i]),
+			0);
 	/* Queued work runs before the loop stops. */
 	for (int k = 0; k < 3; k++)
 		assert_int_equal(evl_call(l, count_fn, &jobs), 0);
@@ -1203,7 +1209,8 @@ test_free_in_flight(void **state)
 	make_url(url, sizeof(url), srv.port, "/echo");
 	for (; i < FREE_N; i++)
 		assert_int_equal(
-		    evl_http_request(l, "GET", url, NULL, 0, NULL, 60000, 100, box_cb, &b[i]), 0);
+			evl_http_request(l, "GET", url, NULL, 0, NULL, 60000, 100, box_cb, &b[i]),
+			0);
 
 	t0 = dmn_now_ms();
 	evl_free(l);
@@ -1289,7 +1296,7 @@ test_shutdown_refuses(void **state)
 	waiter_init(&noops);
 	box_init(&b);
 	make_url(url, sizeof(url), srv.port, "/echo");
-	p = (struct probe){.l = l, .rc_call = 1, .rc_later = 1, .rc_req = 1, .b = &b, .url = url};
+	p = (struct probe){ .l = l, .rc_call = 1, .rc_later = 1, .rc_req = 1, .b = &b, .url = url };
 
 	assert_int_equal(evl_call(l, gate_fn, &g), 0);
 	assert_true(waiter_wait(&g.entered, 1, WAIT_MS));
@@ -1324,21 +1331,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_get_echo),
-	    cmocka_unit_test(test_post_bodies),
-	    cmocka_unit_test(test_status_codes),
-	    cmocka_unit_test(test_timeout),
-	    cmocka_unit_test(test_refused),
-	    cmocka_unit_test(test_max_body),
-	    cmocka_unit_test(test_raw_responses),
-	    cmocka_unit_test(test_bad_args),
-	    cmocka_unit_test(test_concurrent),
-	    cmocka_unit_test(test_sync),
-	    cmocka_unit_test(test_call_order),
-	    cmocka_unit_test(test_call_later),
-	    cmocka_unit_test(test_base),
-	    cmocka_unit_test(test_free_in_flight),
-	    cmocka_unit_test(test_shutdown_refuses),
+		cmocka_unit_test(test_get_echo),
+		cmocka_unit_test(test_post_bodies),
+		cmocka_unit_test(test_status_codes),
+		cmocka_unit_test(test_timeout),
+		cmocka_unit_test(test_refused),
+		cmocka_unit_test(test_max_body),
+		cmocka_unit_test(test_raw_responses),
+		cmocka_unit_test(test_bad_args),
+		cmocka_unit_test(test_concurrent),
+		cmocka_unit_test(test_sync),
+		cmocka_unit_test(test_call_order),
+		cmocka_unit_test(test_call_later),
+		cmocka_unit_test(test_base),
+		cmocka_unit_test(test_free_in_flight),
+		cmocka_unit_test(test_shutdown_refuses),
 	};
 
 	/* As in the daemons (dmn_signals_init): writes to a peer that has

@@ -40,7 +40,7 @@ static void
 test_escaping_round_trip(void **state)
 {
 	static const char *const samples[] = {
-		"plain", "quote\" and \\ backslash", "ctl\x01\x1f\n\r\t", "北京 Zürich", "",
+		"plain",     "quote\" and \\ backslash", "ctl\x01\x1f\n\r\t", "北京 Zürich", "",
 		"</script>",
 	};
 	(void)state;

@@ -261,7 +261,7 @@ static void
 test_threads_whole_lines(void **state)
 {
 	pthread_t th[LOG_THREADS];
-	int seen[LOG_THREADS] = {0};
+	int seen[LOG_THREADS] = { 0 };
 	char *out, *line, *save = NULL;
 	size_t nlines = 0;
 
@@ -276,10 +276,10 @@ test_threads_whole_lines(void **state)
 		long id, id2;
 		int n, end = -1;
 
-		if (sscanf(
-			line,
-			"<6>tident: rid=t%ld thread %ld line %d padding-padding-padding-padding%n",
-			&id, &id2, &n, &end) != 3 ||
+		if (sscanf(line,
+			   "<6>tident: rid=t%ld thread %ld line %d "
+			   "padding-padding-padding-padding%n",
+			   &id, &id2, &n, &end) != 3 ||
 		    end != (int)strlen(line) || id != id2 || id < 0 || id >= LOG_THREADS)
 			fail_msg("mangled line: \"%s\"", line);
 		if (n != seen[id])
@@ -295,14 +295,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup(test_parse_level, setup),
-	    cmocka_unit_test_setup(test_format, setup),
-	    cmocka_unit_test_setup(test_request_id, setup),
-	    cmocka_unit_test_setup(test_request_id_per_thread, setup),
-	    cmocka_unit_test_setup(test_newlines_flattened, setup),
-	    cmocka_unit_test_setup(test_level_filter, setup),
-	    cmocka_unit_test_setup(test_truncation, setup),
-	    cmocka_unit_test_setup(test_threads_whole_lines, setup),
+		cmocka_unit_test_setup(test_parse_level, setup),
+		cmocka_unit_test_setup(test_format, setup),
+		cmocka_unit_test_setup(test_request_id, setup),
+		cmocka_unit_test_setup(test_request_id_per_thread, setup),
+		cmocka_unit_test_setup(test_newlines_flattened, setup),
+		cmocka_unit_test_setup(test_level_filter, setup),
+		cmocka_unit_test_setup(test_truncation, setup),
+		cmocka_unit_test_setup(test_threads_whole_lines, setup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -144,7 +144,7 @@ test_gauge_labels(void **state)
 static void
 test_histogram(void **state)
 {
-	static const double bounds[] = {0.125, 1, 10};
+	static const double bounds[] = { 0.125, 1, 10 };
 	struct met_registry *r = met_registry_new();
 	struct met *h, *hl;
 	struct met_child *c;
@@ -236,15 +236,15 @@ test_number_format(void **state)
 		double v;
 		const char *text;
 	} cases[] = {
-	    {0, "0"},
-	    {-3, "-3"},
-	    {123456789012, "123456789012"},
-	    {0.1, "0.10000000000000001"},
-	    {1e15, "1000000000000000"},
-	    {-1e18, "-1e+18"},
-	    {1e300, "1.0000000000000001e+300"},
-	    {1.5e19, "1.5e+19"},
-	    {-9.5e18, "-9.5e+18"},
+		{ 0, "0" },
+		{ -3, "-3" },
+		{ 123456789012, "123456789012" },
+		{ 0.1, "0.10000000000000001" },
+		{ 1e15, "1000000000000000" },
+		{ -1e18, "-1e+18" },
+		{ 1e300, "1.0000000000000001e+300" },
+		{ 1.5e19, "1.5e+19" },
+		{ -9.5e18, "-9.5e+18" },
 	};
 	struct met_registry *r = met_registry_new();
 	struct met *m = met_new(r, MET_GAUGE, "t_g", "g", NULL, NULL, 0);
@@ -292,7 +292,7 @@ test_escaping(void **state)
 	text = render(r);
 	/* In HELP only backslash and newline are escaped; in label values quotes too. */
 	assert_non_null(
-	    strstr(text, "# HELP t_esc_total Help with \\\\ and\\nnewline and \"quotes\".\n"));
+		strstr(text, "# HELP t_esc_total Help with \\\\ and\\nnewline and \"quotes\".\n"));
 	assert_string_equal(sample(text, "t_esc_total{v=\"a\\\"b\\\\c\\nd\"}"), "1");
 	assert_string_equal(sample(text, "t_esc_total{v=\"\"}"), "2");
 	/* No raw newline slipped into a sample line: 2 header lines + 2 samples. */
@@ -304,7 +304,7 @@ test_escaping(void **state)
 static void
 test_bad_arguments(void **state)
 {
-	static const double b[MET_MAX_BUCKETS + 1] = {1};
+	static const double b[MET_MAX_BUCKETS + 1] = { 1 };
 	struct met_registry *r = met_registry_new();
 
 	(void)state;
@@ -349,7 +349,7 @@ worker_main(void *arg)
 static void
 test_threads(void **state)
 {
-	static const double bounds[] = {1};
+	static const double bounds[] = { 1 };
 	struct met_registry *r = met_registry_new();
 	pthread_t th[THREADS];
 	pthread_barrier_t start;
@@ -446,7 +446,7 @@ test_collectors(void **state)
 {
 	struct met_registry *r = met_registry_new();
 	struct met *m = met_new(r, MET_GAUGE, "t_computed", "c", "which", NULL, 0);
-	struct coll a = {.g = met_child(m, "a")}, b = {.g = met_child(m, "b")};
+	struct coll a = { .g = met_child(m, "a") }, b = { .g = met_child(m, "b") };
 	char *text;
 
 	(void)state;
@@ -471,17 +471,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_counter),
-	    cmocka_unit_test(test_gauge_labels),
-	    cmocka_unit_test(test_histogram),
-	    cmocka_unit_test(test_latency_buckets),
-	    cmocka_unit_test(test_escaping),
-	    cmocka_unit_test(test_bad_arguments),
-	    cmocka_unit_test(test_threads),
-	    cmocka_unit_test(test_overflow),
-	    cmocka_unit_test(test_collectors),
-	    /* Last: under clang's UBSan an out-of-range cast aborts the whole binary. */
-	    cmocka_unit_test(test_number_format),
+		cmocka_unit_test(test_counter),
+		cmocka_unit_test(test_gauge_labels),
+		cmocka_unit_test(test_histogram),
+		cmocka_unit_test(test_latency_buckets),
+		cmocka_unit_test(test_escaping),
+		cmocka_unit_test(test_bad_arguments),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_overflow),
+		cmocka_unit_test(test_collectors),
+		/* Last: under clang's UBSan an out-of-range cast aborts the whole binary. */
+		cmocka_unit_test(test_number_format),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

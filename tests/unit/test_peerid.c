@@ -15,19 +15,19 @@
 #define SENTINEL UINT64_C(0x5a5a5a5a5a5a5a5a)
 
 static const struct peerid_fields fields_max = {
-    .country = PEERID_COUNTRY_MAX,
-    .nettype = PEERID_NETTYPE_MAX,
-    .region = PEERID_REGION_MAX,
-    .city = PEERID_CITY_MAX,
-    .area = PEERID_AREA_MAX,
-    .node = PEERID_NODE_MAX,
+	.country = PEERID_COUNTRY_MAX,
+	.nettype = PEERID_NETTYPE_MAX,
+	.region = PEERID_REGION_MAX,
+	.city = PEERID_CITY_MAX,
+	.area = PEERID_AREA_MAX,
+	.node = PEERID_NODE_MAX,
 };
 
 static uint64_t
 make(unsigned country, unsigned nettype, unsigned region, unsigned city, unsigned area,
      unsigned node)
 {
-	struct peerid_fields f = {country, nettype, region, city, area, node};
+	struct peerid_fields f = { country, nettype, region, city, area, node };
 	uint64_t id = SENTINEL;
 
 	assert_int_equal(peerid_encode(&f, &id), 0);
@@ -67,8 +67,9 @@ test_encode_max_and_round_trip(void **state)
 	assert_memory_equal(&f, &fields_max, sizeof(f));
 
 	const struct peerid_fields samples[] = {
-	    {0, 0, 0, 0, 0, 0},         {48, 3, 3, 1, 4808, 0xabcd}, {1, 15, 63, 0, 65535, 0},
-	    {249, 7, 17, 42, 1, 65535}, {255, 0, 1, 63, 0, 1},
+		{ 0, 0, 0, 0, 0, 0 },       { 48, 3, 3, 1, 4808, 0xabcd },
+		{ 1, 15, 63, 0, 65535, 0 }, { 249, 7, 17, 42, 1, 65535 },
+		{ 255, 0, 1, 63, 0, 1 },
 	};
 	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
 		assert_int_equal(peerid_encode(&samples[i], &id), 0);
@@ -86,7 +87,7 @@ test_encode_range(void **state)
 	for (int field = 0; field < 6; field++) {
 		struct peerid_fields f = fields_max;
 		uint64_t id = SENTINEL;
-		unsigned *p[] = {&f.country, &f.nettype, &f.region, &f.city, &f.area, &f.node};
+		unsigned *p[] = { &f.country, &f.nettype, &f.region, &f.city, &f.area, &f.node };
 
 		(*p[field])++;
 		assert_int_equal(peerid_encode(&f, &id), -ERANGE);
@@ -165,26 +166,26 @@ test_parse_malformed(void **state)
 		const char *s;
 		size_t len;
 	} bad[] = {
-	    {"", 0},
-	    {"0123456789abc", 13},
-	    {"0123456789abcde", 15},
-	    {"0123456789abcd0", 15},
-	    {"0123456789abcg", 14},
-	    {"0123456789abc ", 14},
-	    {" 123456789abcd", 14},
-	    {"0x23456789abcd", 14},
-	    {"-123456789abcd", 14},
-	    {"+123456789abcd", 14},
-	    {"0123456\0"
-	     "89abcd",
-	     14},
-	    {"0123456789abc\xff", 14},
-	    {"0123456789abc:", 14},
-	    {"0123456789abc@", 14},
-	    {"0123456789abc`", 14},
-	    {"0123456789abcG", 14},
-	    {"0123456789abc/", 14},
-	    {"ffffffffffffffff", 16},
+		{ "", 0 },
+		{ "0123456789abc", 13 },
+		{ "0123456789abcde", 15 },
+		{ "0123456789abcd0", 15 },
+		{ "0123456789abcg", 14 },
+		{ "0123456789abc ", 14 },
+		{ " 123456789abcd", 14 },
+		{ "0x23456789abcd", 14 },
+		{ "-123456789abcd", 14 },
+		{ "+123456789abcd", 14 },
+		{ "0123456\0"
+		  "89abcd",
+		  14 },
+		{ "0123456789abc\xff", 14 },
+		{ "0123456789abc:", 14 },
+		{ "0123456789abc@", 14 },
+		{ "0123456789abc`", 14 },
+		{ "0123456789abcG", 14 },
+		{ "0123456789abc/", 14 },
+		{ "ffffffffffffffff", 16 },
 	};
 
 	(void)state;
@@ -313,9 +314,9 @@ test_country_lookup(void **state)
 {
 	(void)state;
 	for (unsigned i = 1; i < peerid_country_count; i++) {
-		char lower[3] = {(char)(peerid_countries[i][0] + 32),
-				 (char)(peerid_countries[i][1] + 32), 0};
-		char mixed[3] = {peerid_countries[i][0], lower[1], 0};
+		char lower[3] = { (char)(peerid_countries[i][0] + 32),
+				  (char)(peerid_countries[i][1] + 32), 0 };
+		char mixed[3] = { peerid_countries[i][0], lower[1], 0 };
 
 		assert_int_equal(peerid_country_index(peerid_countries[i]), i);
 		assert_int_equal(peerid_country_index(lower), i);
@@ -335,8 +336,8 @@ static void
 test_country_unknown(void **state)
 {
 	static const char *const bad[] = {
-	    "",   "C",  "CNN", "C1", "1C", "C ", " C", "AN", "CS", "YU",        "XK",
-	    "EU", "UK", "AP",  "ZZ", "XX", "@A", "A[", "`a", "a{", "\xc3\x89S",
+		"",   "C",  "CNN", "C1", "1C", "C ", " C", "AN", "CS", "YU",        "XK",
+		"EU", "UK", "AP",  "ZZ", "XX", "@A", "A[", "`a", "a{", "\xc3\x89S",
 	};
 
 	(void)state;
@@ -354,21 +355,21 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_encode_layout),
-	    cmocka_unit_test(test_encode_max_and_round_trip),
-	    cmocka_unit_test(test_encode_range),
-	    cmocka_unit_test(test_decode_range),
-	    cmocka_unit_test(test_format),
-	    cmocka_unit_test(test_parse),
-	    cmocka_unit_test(test_parse_malformed),
-	    cmocka_unit_test(test_format_parse_round_trip),
-	    cmocka_unit_test(test_proximity),
-	    cmocka_unit_test(test_proximity_unknown),
-	    cmocka_unit_test(test_proximity_out_of_range),
-	    cmocka_unit_test(test_country_table),
-	    cmocka_unit_test(test_country_fixed_indices),
-	    cmocka_unit_test(test_country_lookup),
-	    cmocka_unit_test(test_country_unknown),
+		cmocka_unit_test(test_encode_layout),
+		cmocka_unit_test(test_encode_max_and_round_trip),
+		cmocka_unit_test(test_encode_range),
+		cmocka_unit_test(test_decode_range),
+		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_parse_malformed),
+		cmocka_unit_test(test_format_parse_round_trip),
+		cmocka_unit_test(test_proximity),
+		cmocka_unit_test(test_proximity_unknown),
+		cmocka_unit_test(test_proximity_out_of_range),
+		cmocka_unit_test(test_country_table),
+		cmocka_unit_test(test_country_fixed_indices),
+		cmocka_unit_test(test_country_lookup),
+		cmocka_unit_test(test_country_unknown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -141,7 +141,7 @@ test_pool_acquire_release(void **state)
 {
 	struct pg_pool *p = fresh_db("t_pool", 2, 200);
 	struct pg_pool *slow;
-	struct waiter w = {0};
+	struct waiter w = { 0 };
 	PGconn *a, *b, *c;
 	long long t0, took;
 	pthread_t th;
@@ -189,7 +189,7 @@ test_pool_acquire_release(void **state)
 static void
 test_query_params(void **state)
 {
-	const char *params[] = {NULL, "41", "h\xc3\xa9llo 'quoted'"};
+	const char *params[] = { NULL, "41", "h\xc3\xa9llo 'quoted'" };
 	struct pg_pool *p = fresh_db("t_query", 1, 1000);
 	char errbuf[256] = "", state6[6] = "xxxxx";
 	PGresult *res;
@@ -228,7 +228,7 @@ test_query_params(void **state)
 static void
 test_sql_errors(void **state)
 {
-	const char *params[] = {"dup"};
+	const char *params[] = { "dup" };
 	struct pg_pool *p = fresh_db("t_errors", 1, 1000);
 	char errbuf[256], state6[6];
 	PGresult *res;
@@ -342,7 +342,8 @@ test_migrate_once(void **state)
 	assert_int_equal(pg_migrate(c, errbuf, sizeof(errbuf)), 0);
 	snprintf(buf, sizeof(buf), "%d", pg_migration_count);
 	assert_string_equal(
-	    query_value(c, "SELECT count(*) FROM schema_migrations", errbuf, sizeof(errbuf)), buf);
+		query_value(c, "SELECT count(*) FROM schema_migrations", errbuf, sizeof(errbuf)),
+		buf);
 	res = pg_query(c, "SELECT version, name FROM schema_migrations ORDER BY version", 0, NULL,
 		       NULL, 0, NULL);
 	assert_non_null(res);
@@ -425,7 +426,7 @@ test_migrate_concurrent(void **state)
 	(void)state;
 	pthread_barrier_init(&go, NULL, 2);
 	for (i = 0; i < 2; i++) {
-		m[i] = (struct migrator){.p = p, .go = &go};
+		m[i] = (struct migrator){ .p = p, .go = &go };
 		assert_int_equal(pthread_create(&th[i], NULL, migrator_main, &m[i]), 0);
 	}
 	for (i = 0; i < 2; i++)
@@ -448,10 +449,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_pool_refused),      cmocka_unit_test(test_pool_acquire_release),
-	    cmocka_unit_test(test_query_params),      cmocka_unit_test(test_sql_errors),
-	    cmocka_unit_test(test_release_and_reset), cmocka_unit_test(test_migrate_once),
-	    cmocka_unit_test(test_migrate_failure),   cmocka_unit_test(test_migrate_concurrent),
+		cmocka_unit_test(test_pool_refused),
+		cmocka_unit_test(test_pool_acquire_release),
+		cmocka_unit_test(test_query_params),
+		cmocka_unit_test(test_sql_errors),
+		cmocka_unit_test(test_release_and_reset),
+		cmocka_unit_test(test_migrate_once),
+		cmocka_unit_test(test_migrate_failure),
+		cmocka_unit_test(test_migrate_concurrent),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -27,14 +27,14 @@ static struct rds *
 new_rds_on(const struct tu_redis *s, int db, const char *password)
 {
 	struct rds_opts o = {
-	    .host = "127.0.0.1",
-	    .port = s->port,
-	    .password = password,
-	    .db = db,
-	    .prefix = "p2pcdn:",
-	    .connect_timeout_ms = CONNECT_MS,
-	    .command_timeout_ms = COMMAND_MS,
-	    .max_backoff_ms = BACKOFF_MS,
+		.host = "127.0.0.1",
+		.port = s->port,
+		.password = password,
+		.db = db,
+		.prefix = "p2pcdn:",
+		.connect_timeout_ms = CONNECT_MS,
+		.command_timeout_ms = COMMAND_MS,
+		.max_backoff_ms = BACKOFF_MS,
 	};
 	struct rds *r = rds_new(&o);
 
@@ -136,8 +136,8 @@ test_command_basic(void **state)
 static void
 test_command_argv(void **state)
 {
-	const char *argv[] = {"RPUSH", "t:list", "x\0y", "", "third"};
-	const size_t len[] = {5, 6, 3, 0, 5};
+	const char *argv[] = { "RPUSH", "t:list", "x\0y", "", "third" };
+	const size_t len[] = { 5, 6, 3, 0, 5 };
 	struct rds *r = new_rds(0);
 	redisReply *reply;
 	int err = 0;
@@ -163,7 +163,7 @@ test_command_argv(void **state)
 static void
 test_prefix(void **state)
 {
-	struct rds_opts o = {.host = "127.0.0.1", .port = g_redis.port};
+	struct rds_opts o = { .host = "127.0.0.1", .port = g_redis.port };
 	struct rds *r = new_rds(0);
 	struct rds *bare;
 
@@ -181,7 +181,7 @@ test_prefix(void **state)
 static void
 test_pipeline(void **state)
 {
-	const char *argv[] = {"GET", "t:pipe"};
+	const char *argv[] = { "GET", "t:pipe" };
 	struct rds *r = new_rds(0);
 	struct rds_pipe *p;
 	redisReply *replies[5];
@@ -292,12 +292,12 @@ static void
 test_auth_select_unix(void **state)
 {
 	struct rds_opts o = {
-	    .host = g_redis.sock,
-	    .password = PASSWORD,
-	    .db = 3,
-	    .connect_timeout_ms = CONNECT_MS,
-	    .command_timeout_ms = COMMAND_MS,
-	    .max_backoff_ms = BACKOFF_MS,
+		.host = g_redis.sock,
+		.password = PASSWORD,
+		.db = 3,
+		.connect_timeout_ms = CONNECT_MS,
+		.command_timeout_ms = COMMAND_MS,
+		.max_backoff_ms = BACKOFF_MS,
 	};
 	struct rds *db0 = new_rds(0);
 	struct rds *db3 = new_rds(3);
@@ -424,7 +424,7 @@ test_threads(void **state)
 	(void)state;
 	freeReplyObject(must(r, REDIS_REPLY_INTEGER, "DEL %s", "t:threads", NULL));
 	for (i = 0; i < 4; i++) {
-		args[i] = (struct thread_arg){.r = r, .done = i % 2 == 0};
+		args[i] = (struct thread_arg){ .r = r, .done = i % 2 == 0 };
 		assert_int_equal(pthread_create(&th[i], NULL, thread_main, &args[i]), 0);
 	}
 	for (i = 0; i < 4; i++)
@@ -484,7 +484,7 @@ reuse_thread(void *p)
 static void
 test_several_rds_one_thread(void **state)
 {
-	struct reuse_arg ra = {0};
+	struct reuse_arg ra = { 0 };
 	struct rds *a = new_rds(0);
 	struct rds *b = new_rds(1);
 	struct rds *c;
@@ -583,7 +583,7 @@ test_outage_and_recovery(void **state)
 {
 	struct tu_redis *s = *state;
 	struct rds *r = new_rds_on(s, 0, PASSWORD);
-	struct outage_arg oa = {0};
+	struct outage_arg oa = { 0 };
 	struct rds_stats st, st2;
 	struct rds_pipe *p;
 	redisReply *reply;
@@ -650,7 +650,7 @@ test_outage_and_recovery(void **state)
 	assert_int_equal(rds_pipe_add(p, "PING"), 0);
 	assert_int_equal(rds_pipe_add(p, "PING"), 0);
 	{
-		redisReply *two[2] = {(redisReply *)(uintptr_t)1, (redisReply *)(uintptr_t)1};
+		redisReply *two[2] = { (redisReply *)(uintptr_t)1, (redisReply *)(uintptr_t)1 };
 
 		err = rds_pipe_exec(p, two, 2);
 		assert_true(err == -EIO || err == -ETIMEDOUT);
@@ -666,17 +666,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_command_basic),
-	    cmocka_unit_test(test_command_argv),
-	    cmocka_unit_test(test_prefix),
-	    cmocka_unit_test(test_pipeline),
-	    cmocka_unit_test(test_pipeline_failures),
-	    cmocka_unit_test(test_auth_select_unix),
-	    cmocka_unit_test(test_command_timeout),
-	    cmocka_unit_test(test_threads),
-	    cmocka_unit_test(test_several_rds_one_thread),
-	    cmocka_unit_test_setup_teardown(test_outage_and_recovery, outage_setup,
-					    outage_teardown),
+		cmocka_unit_test(test_command_basic),
+		cmocka_unit_test(test_command_argv),
+		cmocka_unit_test(test_prefix),
+		cmocka_unit_test(test_pipeline),
+		cmocka_unit_test(test_pipeline_failures),
+		cmocka_unit_test(test_auth_select_unix),
+		cmocka_unit_test(test_command_timeout),
+		cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_several_rds_one_thread),
+		cmocka_unit_test_setup_teardown(test_outage_and_recovery, outage_setup,
+						outage_teardown),
 	};
 
 	/* As in the daemons (dmn_signals_init): a write to a killed Redis

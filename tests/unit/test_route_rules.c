@@ -35,7 +35,7 @@ test_nettype_parse_good(void **state)
 				   "4294967295,cernet\n"
 				   "4134,1\n" /* the same pair twice is harmless */
 				   "9394,TIETONG";
-	struct route_nettype t = {0};
+	struct route_nettype t = { 0 };
 	char err[128] = "";
 
 	(void)state;
@@ -75,7 +75,7 @@ test_nettype_parse_good(void **state)
 static void
 parse_fails(const char *text, const char *want)
 {
-	struct route_nettype t = {.v = NULL, .n = 12345};
+	struct route_nettype t = { .v = NULL, .n = 12345 };
 	char err[256] = "";
 
 	if (parse(text, &t, err, sizeof(err)) != -EINVAL)
@@ -139,7 +139,7 @@ test_nettype_duplicate_conflict(void **state)
 	(void)state;
 	parse_fails("4134,telecom\n# c\n4837,unicom\nAS4134,mobile\n", "line 4: ");
 
-	struct route_nettype t = {.v = NULL, .n = 12345};
+	struct route_nettype t = { .v = NULL, .n = 12345 };
 	char err[256] = "";
 	assert_int_equal(parse("5,1\n6,2\n5,3\n", &t, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "5"));
@@ -149,7 +149,7 @@ test_nettype_duplicate_conflict(void **state)
 static void
 test_nettype_class(void **state)
 {
-	struct route_nettype t, empty = {NULL, 0};
+	struct route_nettype t, empty = { NULL, 0 };
 	char err[64];
 
 	(void)state;
@@ -226,46 +226,61 @@ static char d_north[] = "cn-north.example", d_south[] = "cn-south.example",
 static char r_guangdong[] = "Guangdong", r_beijing[] = "beijing", c_shenzhen[] = "Shenzhen";
 
 static struct route_domain test_domains[] = {
-    {.name = d_north},
-    {.name = d_south},
-    {.name = d_default},
-    {.name = d_us},
+	{ .name = d_north },
+	{ .name = d_south },
+	{ .name = d_default },
+	{ .name = d_us },
 };
 
 /* Match order as loaded (priority, id). */
 static struct route_rule test_rules[] = {
-    {.id = 1,
-     .priority = 10,
-     .country = "CN",
-     .nettype = 1,
-     .region = r_guangdong,
-     .domain = d_south,
-     .domain_idx = 1},
-    {.id = 2,
-     .priority = 20,
-     .country = "CN",
-     .nettype = -1,
-     .region = r_beijing,
-     .domain = d_north,
-     .domain_idx = 0},
-    {.id = 3,
-     .priority = 30,
-     .country = "CN",
-     .nettype = -1,
-     .city = c_shenzhen,
-     .domain = d_south,
-     .domain_idx = 1},
-    {.id = 4, .priority = 40, .country = "US", .nettype = -1, .domain = d_us, .domain_idx = 3},
-    {.id = 5, .priority = 50, .country = "", .nettype = 4, .domain = d_north, .domain_idx = 0},
-    {.id = 6, .priority = 60, .country = "US", .nettype = -1, .domain = d_north, .domain_idx = 0},
+	{ .id = 1,
+	  .priority = 10,
+	  .country = "CN",
+	  .nettype = 1,
+	  .region = r_guangdong,
+	  .domain = d_south,
+	  .domain_idx = 1 },
+	{ .id = 2,
+	  .priority = 20,
+	  .country = "CN",
+	  .nettype = -1,
+	  .region = r_beijing,
+	  .domain = d_north,
+	  .domain_idx = 0 },
+	{ .id = 3,
+	  .priority = 30,
+	  .country = "CN",
+	  .nettype = -1,
+	  .city = c_shenzhen,
+	  .domain = d_south,
+	  .domain_idx = 1 },
+	{ .id = 4,
+	  .priority = 40,
+	  .country = "US",
+	  .nettype = -1,
+	  .domain = d_us,
+	  .domain_idx = 3 },
+	{ .id = 5,
+	  .priority = 50,
+	  .country = "",
+	  .nettype = 4,
+	  .domain = d_north,
+	  .domain_idx = 0 },
+	{ .id = 6,
+	  .priority = 60,
+	  .country = "US",
+	  .nettype = -1,
+	  .domain = d_north,
+	  .domain_idx = 0 },
 };
 
 static struct route_snap test_snap = {
-    .generation = 7,
-    .domains = test_domains,
-    .ndomains = sizeof(test_domains) / sizeof(test_domains[0]),
-    .rules = test_rules,
-    .nrules = sizeof(test_rules) / sizeof(test_rules[0]),
+	.generation = 7,
+	.domains = test_domains,
+	.ndomains = sizeof(test_domains) / sizeof(test_domains[0]),
+	.rules = test_rules,
+	.nrules = sizeof(test_rules) / sizeof(test_rules[0]),
 };
 
 static struct route_geo
@@ -376,7 +391,7 @@ test_choose_default(void **state)
 	assert_null(route_snap_choose(NULL, &g, d_default));
 
 	/* An empty snapshot (as loaded: arrays allocated, zero entries) knows nothing. */
-	struct route_snap empty = {.domains = test_domains, .rules = test_rules};
+	struct route_snap empty = { .domains = test_domains, .rules = test_rules };
 	assert_null(route_snap_choose(&empty, &g, d_default));
 }
 
@@ -396,9 +411,9 @@ test_snap_codes(void **state)
 	static char k1[] = "156\037beijing", k2[] = "156\037guangdong", k3[] = "840\037california";
 	static char c1[] = "156\0372\037shenzhen", c2[] = "156\0371\037beijing",
 		    c3[] = "156\0370\037somewhere", c4[] = "156\0371\037chaoyang";
-	struct route_code regions[] = {{k2, 2}, {k3, 5}, {k1, 1}};
-	struct route_code cities[] = {{c1, 7}, {c2, 3}, {c3, 9}, {c4, 4}};
-	struct route_snap s = {.regions = regions, .nregions = 3, .cities = cities, .ncities = 4};
+	struct route_code regions[] = { { k2, 2 }, { k3, 5 }, { k1, 1 } };
+	struct route_code cities[] = { { c1, 7 }, { c2, 3 }, { c3, 9 }, { c4, 4 } };
+	struct route_snap s = { .regions = regions, .nregions = 3, .cities = cities, .ncities = 4 };
 	struct route_geo g;
 	unsigned rc, cc;
 
@@ -451,17 +466,17 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_nettype_parse_good),
-	    cmocka_unit_test(test_nettype_parse_bad),
-	    cmocka_unit_test(test_nettype_class_range),
-	    cmocka_unit_test(test_nettype_duplicate_conflict),
-	    cmocka_unit_test(test_nettype_class),
-	    cmocka_unit_test(test_nettype_from_name),
-	    cmocka_unit_test(test_nettype_name_unnamed),
-	    cmocka_unit_test(test_snap_domain),
-	    cmocka_unit_test(test_choose_rules),
-	    cmocka_unit_test(test_choose_default),
-	    cmocka_unit_test(test_snap_codes),
+		cmocka_unit_test(test_nettype_parse_good),
+		cmocka_unit_test(test_nettype_parse_bad),
+		cmocka_unit_test(test_nettype_class_range),
+		cmocka_unit_test(test_nettype_duplicate_conflict),
+		cmocka_unit_test(test_nettype_class),
+		cmocka_unit_test(test_nettype_from_name),
+		cmocka_unit_test(test_nettype_name_unnamed),
+		cmocka_unit_test(test_snap_domain),
+		cmocka_unit_test(test_choose_rules),
+		cmocka_unit_test(test_choose_default),
+		cmocka_unit_test(test_snap_codes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

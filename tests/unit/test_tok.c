@@ -43,8 +43,8 @@ mint(const struct tok_key *k, uint8_t kind, uint64_t expiry, const char *payload
 static const struct {
 	const char *raw, *b64;
 } rfc4648[] = {
-    {"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
-    {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"},
+	{ "", "" },           { "f", "Zg" },          { "fo", "Zm8" },          { "foo", "Zm9v" },
+	{ "foob", "Zm9vYg" }, { "fooba", "Zm9vYmE" }, { "foobar", "Zm9vYmFy" },
 };
 
 static void
@@ -118,20 +118,20 @@ static void
 test_b64_decode_malformed(void **state)
 {
 	static const char *const bad[] = {
-	    "Z",        /* one leftover character carries no whole byte */
-	    "Zm9vY",    /* same after a full group */
-	    "Zg=",      /* padding must complete the group */
-	    "Zg===",    /* too much padding */
-	    "Z===",     /* padding for a 1-character tail */
-	    "Zm9=",     /* correctly padded, but filler bits set */
-	    "Zm==",     /* correctly padded, but filler bits set */
-	    "Zm8==",    /* padding past the group */
-	    "Zh",       /* non-zero filler bits */
-	    "Zm9",      /* non-zero filler bits (3-character tail) */
-	    "=Zg=",     /* padding in the middle */
-	    "Zg==Zg==", /* padding in the middle */
-	    "====",     /* padding only */
-	    "Zm9v YmFy", "Zm9v\nYmFy", "Zm9v.YmFy", "Zm9v!", "Zm9\xc3\xa9",
+		"Z",        /* one leftover character carries no whole byte */
+		"Zm9vY",    /* same after a full group */
+		"Zg=",      /* padding must complete the group */
+		"Zg===",    /* too much padding */
+		"Z===",     /* padding for a 1-character tail */
+		"Zm9=",     /* correctly padded, but filler bits set */
+		"Zm==",     /* correctly padded, but filler bits set */
+		"Zm8==",    /* padding past the group */
+		"Zh",       /* non-zero filler bits */
+		"Zm9",      /* non-zero filler bits (3-character tail) */
+		"=Zg=",     /* padding in the middle */
+		"Zg==Zg==", /* padding in the middle */
+		"====",     /* padding only */
+		"Zm9v YmFy", "Zm9v\nYmFy", "Zm9v.YmFy", "Zm9v!", "Zm9\xc3\xa9",
 	};
 	unsigned char out[16];
 
@@ -191,14 +191,16 @@ test_key_parse_forms(void **state)
 	(void)state;
 	memset(&k, 0, sizeof(k));
 	assert_int_equal(
-	    tok_key_parse("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f", &k),
-	    0);
+		tok_key_parse("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f",
+			      &k),
+		0);
 	assert_memory_equal(k.k, want.k, TOK_KEY_LEN);
 
 	memset(&k, 0, sizeof(k));
 	assert_int_equal(
-	    tok_key_parse("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F", &k),
-	    0);
+		tok_key_parse("000102030405060708090A0B0C0D0E0F101112131415161718191A1B1C1D1E1F",
+			      &k),
+		0);
 	assert_memory_equal(k.k, want.k, TOK_KEY_LEN);
 
 	/* Base64 of the same key, url without padding, then with. */
@@ -225,25 +227,25 @@ static void
 test_key_parse_bad(void **state)
 {
 	static const char *const bad[] = {
-	    "",
-	    /* 63 and 65 hex digits */
-	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1",
-	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0",
-	    /* 64 characters, one not hex */
-	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g",
-	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1 ",
-	    /* 62 hex digits = 31 bytes, 66 = 33 bytes */
-	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e",
-	    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20",
-	    /* base64 of 31 and 33 bytes */
-	    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg",
-	    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",
-	    /* 43 characters with a bad one, filler bits set, surrounding space */
-	    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh!",
-	    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9",
-	    " AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
-	    "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
-	    "secret",
+		"",
+		/* 63 and 65 hex digits */
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1",
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f0",
+		/* 64 characters, one not hex */
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1g",
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1 ",
+		/* 62 hex digits = 31 bytes, 66 = 33 bytes */
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e",
+		"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20",
+		/* base64 of 31 and 33 bytes */
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHg",
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g",
+		/* 43 characters with a bad one, filler bits set, surrounding space */
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh!",
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9",
+		" AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+		"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8\n",
+		"secret",
 	};
 	struct tok_key k, before;
 
@@ -308,7 +310,7 @@ test_round_trip(void **state)
 	/* Only URL- and header-safe characters. */
 	for (int i = 0; i < n; i++)
 		assert_non_null(strchr(
-		    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.", t[i]));
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.", t[i]));
 }
 
 static void
@@ -332,7 +334,7 @@ test_wire_format(void **state)
 	crypto_auth_hmacsha256(mac, (const unsigned char *)want, (size_t)n, k.k);
 	want[n] = '.';
 	assert_int_equal(
-	    tok_b64_encode(mac, sizeof(mac), want + n + 1, sizeof(want) - (size_t)n - 1), 43);
+		tok_b64_encode(mac, sizeof(mac), want + n + 1, sizeof(want) - (size_t)n - 1), 43);
 
 	assert_int_equal(tok_mint(&k, TOK_KIND_PUBLISH, EXPIRES, "abc", 3, got, sizeof(got)),
 			 strlen(want));
@@ -364,7 +366,8 @@ test_payload_bounds(void **state)
 	assert_memory_equal(out, in, TOK_PAYLOAD_MAX);
 
 	assert_int_equal(
-	    tok_mint(&k, TOK_KIND_RELAY, EXPIRES, in, TOK_PAYLOAD_MAX + 1, t, sizeof(t)), -EINVAL);
+		tok_mint(&k, TOK_KIND_RELAY, EXPIRES, in, TOK_PAYLOAD_MAX + 1, t, sizeof(t)),
+		-EINVAL);
 	assert_int_equal(tok_mint(&k, TOK_KIND_RELAY, EXPIRES, NULL, 1, t, sizeof(t)), -EINVAL);
 }
 
@@ -381,8 +384,8 @@ test_mint_nobufs(void **state)
 	for (int size = 1; size <= n; size++) {
 		memset(small, 'X', sizeof(small));
 		assert_int_equal(
-		    tok_mint(&k, TOK_KIND_RELAY, EXPIRES, "payload", 7, small, (size_t)size),
-		    -ENOBUFS);
+			tok_mint(&k, TOK_KIND_RELAY, EXPIRES, "payload", 7, small, (size_t)size),
+			-ENOBUFS);
 		assert_int_equal(small[0], '\0');
 	}
 	assert_int_equal(tok_mint(&k, TOK_KIND_RELAY, EXPIRES, "payload", 7, small, 0), -ENOBUFS);
@@ -403,15 +406,17 @@ test_expiry(void **state)
 	(void)state;
 	n = mint(&k, TOK_KIND_RELAY, EXPIRES, "x", t);
 	assert_int_equal(
-	    tok_verify(&k, TOK_KIND_RELAY, EXPIRES - 1, t, (size_t)n, p, sizeof(p), NULL), 1);
+		tok_verify(&k, TOK_KIND_RELAY, EXPIRES - 1, t, (size_t)n, p, sizeof(p), NULL), 1);
 	assert_int_equal(tok_verify(&k, TOK_KIND_RELAY, 0, t, (size_t)n, p, sizeof(p), NULL), 1);
 	/* Valid while now < expiry. */
 	assert_int_equal(tok_verify(&k, TOK_KIND_RELAY, EXPIRES, t, (size_t)n, p, sizeof(p), &exp),
 			 -ETIME);
 	assert_int_equal(
-	    tok_verify(&k, TOK_KIND_RELAY, EXPIRES + 1, t, (size_t)n, p, sizeof(p), &exp), -ETIME);
+		tok_verify(&k, TOK_KIND_RELAY, EXPIRES + 1, t, (size_t)n, p, sizeof(p), &exp),
+		-ETIME);
 	assert_int_equal(
-	    tok_verify(&k, TOK_KIND_RELAY, UINT64_MAX, t, (size_t)n, p, sizeof(p), &exp), -ETIME);
+		tok_verify(&k, TOK_KIND_RELAY, UINT64_MAX, t, (size_t)n, p, sizeof(p), &exp),
+		-ETIME);
 	assert_true(exp == 7);
 
 	n = mint(&k, TOK_KIND_RELAY, 0, "x", t);
@@ -420,7 +425,8 @@ test_expiry(void **state)
 
 	n = mint(&k, TOK_KIND_RELAY, UINT64_MAX, "x", t);
 	assert_int_equal(
-	    tok_verify(&k, TOK_KIND_RELAY, UINT64_MAX - 1, t, (size_t)n, p, sizeof(p), &exp), 1);
+		tok_verify(&k, TOK_KIND_RELAY, UINT64_MAX - 1, t, (size_t)n, p, sizeof(p), &exp),
+		1);
 	assert_true(exp == UINT64_MAX);
 }
 
@@ -441,8 +447,8 @@ test_wrong_kind_and_key(void **state)
 			 -EBADMSG);
 	/* A bad MAC is reported as such even when the token is also expired. */
 	assert_int_equal(
-	    tok_verify(&other, TOK_KIND_RELAY, EXPIRES, t, (size_t)n, p, sizeof(p), NULL),
-	    -EBADMSG);
+		tok_verify(&other, TOK_KIND_RELAY, EXPIRES, t, (size_t)n, p, sizeof(p), NULL),
+		-EBADMSG);
 
 	n = mint(&k, TOK_KIND_PUBLISH, EXPIRES, "x", t);
 	assert_int_equal(tok_verify(&k, TOK_KIND_PUBLISH, NOW, t, (size_t)n, p, sizeof(p), NULL),
@@ -469,8 +475,8 @@ static void
 test_version(void **state)
 {
 	struct tok_key k = test_key();
-	unsigned char body[11] = {1,    TOK_KIND_RELAY, 0xff, 0xff, 0xff, 0xff,
-				  0xff, 0xff,           0xff, 0xff, 'z'};
+	unsigned char body[11] = { 1,    TOK_KIND_RELAY, 0xff, 0xff, 0xff, 0xff,
+				   0xff, 0xff,           0xff, 0xff, 'z' };
 	char t[TOK_STR_MAX], p[4];
 	int n;
 
@@ -501,8 +507,8 @@ test_signed_but_noncanonical(void **state)
 	unsigned char mac[32];
 	char t[TOK_STR_MAX], p[4];
 	/* 11 bytes whose base64 contains '-' and '_' so the standard alphabet differs. */
-	unsigned char body[11] = {1,    TOK_KIND_RELAY, 0xfb, 0xff, 0xff, 0xff,
-				  0xff, 0xff,           0xff, 0xff, 0xff};
+	unsigned char body[11] = { 1,    TOK_KIND_RELAY, 0xfb, 0xff, 0xff, 0xff,
+				   0xff, 0xff,           0xff, 0xff, 0xff };
 	int n;
 
 	(void)state;
@@ -542,8 +548,8 @@ test_tamper_every_byte(void **state)
 				continue;
 			memcpy(m, t, (size_t)n);
 			m[i] = *c;
-			int r =
-			    tok_verify(&k, TOK_KIND_RELAY, NOW, m, (size_t)n, p, sizeof(p), NULL);
+			int r = tok_verify(&k, TOK_KIND_RELAY, NOW, m, (size_t)n, p, sizeof(p),
+					   NULL);
 
 			assert_true(r == -EBADMSG || r == -EINVAL);
 		}
@@ -609,24 +615,24 @@ test_malformed(void **state)
 	char big[TOK_STR_MAX + 1], p[16];
 	uint64_t exp = 7;
 	static const char *const bad[] = {
-	    "",
-	    ".",
-	    "abc",
-	    "AQEAAAAAZVNjAHg",
-	    ".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-	    "AQEAAAAAZVNjAHg.",
-	    "AQEAAAAAZVNjAHg.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-	    "AQEAAAAAZVNjAHg.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
-	    "AQEAAAAAZVNjAHg.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
-	    "AQEAAAAAZVNjAHg..AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-	    "AQEAAAAAZVNj.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"",
+		".",
+		"abc",
+		"AQEAAAAAZVNjAHg",
+		".AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"AQEAAAAAZVNjAHg.",
+		"AQEAAAAAZVNjAHg.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"AQEAAAAAZVNjAHg.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+		"AQEAAAAAZVNjAHg.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
+		"AQEAAAAAZVNjAHg..AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"AQEAAAAAZVNj.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(
-		    tok_verify(&k, TOK_KIND_RELAY, NOW, bad[i], strlen(bad[i]), p, sizeof(p), &exp),
-		    -EINVAL);
+		assert_int_equal(tok_verify(&k, TOK_KIND_RELAY, NOW, bad[i], strlen(bad[i]), p,
+					    sizeof(p), &exp),
+				 -EINVAL);
 	assert_int_equal(tok_verify(&k, TOK_KIND_RELAY, NOW, NULL, 10, p, sizeof(p), &exp),
 			 -EINVAL);
 
@@ -634,7 +640,8 @@ test_malformed(void **state)
 	memset(big, 'A', sizeof(big));
 	big[TOK_STR_MAX - 45] = '.';
 	assert_int_equal(
-	    tok_verify(&k, TOK_KIND_RELAY, NOW, big, TOK_STR_MAX - 1, p, sizeof(p), &exp), -EINVAL);
+		tok_verify(&k, TOK_KIND_RELAY, NOW, big, TOK_STR_MAX - 1, p, sizeof(p), &exp),
+		-EINVAL);
 	assert_int_equal(tok_verify(&k, TOK_KIND_RELAY, NOW, big, sizeof(big), p, sizeof(p), &exp),
 			 -EINVAL);
 	assert_true(exp == 7);
@@ -690,7 +697,7 @@ test_threads(void **state)
 	(void)state;
 	n = mint(&k, TOK_KIND_RELAY, EXPIRES, "abc", t);
 	for (int i = 0; i < 4; i++) {
-		jobs[i] = (struct verify_job){t, (size_t)n, 0};
+		jobs[i] = (struct verify_job){ t, (size_t)n, 0 };
 		assert_int_equal(pthread_create(&th[i], NULL, verify_many, &jobs[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {
@@ -703,30 +710,30 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_b64_encode_vectors),
-	    cmocka_unit_test(test_b64_encode_nobufs),
-	    cmocka_unit_test(test_b64_decode_vectors),
-	    cmocka_unit_test(test_b64_decode_malformed),
-	    cmocka_unit_test(test_b64_decode_nobufs),
-	    cmocka_unit_test(test_b64_round_trip),
-	    cmocka_unit_test(test_key_parse_forms),
-	    cmocka_unit_test(test_key_parse_bad),
-	    cmocka_unit_test(test_key_wipe),
-	    cmocka_unit_test(test_memeq),
-	    cmocka_unit_test(test_round_trip),
-	    cmocka_unit_test(test_wire_format),
-	    cmocka_unit_test(test_payload_bounds),
-	    cmocka_unit_test(test_mint_nobufs),
-	    cmocka_unit_test(test_expiry),
-	    cmocka_unit_test(test_wrong_kind_and_key),
-	    cmocka_unit_test(test_version),
-	    cmocka_unit_test(test_signed_but_noncanonical),
-	    cmocka_unit_test(test_tamper_every_byte),
-	    cmocka_unit_test(test_tampered_mac),
-	    cmocka_unit_test(test_truncated_and_extended),
-	    cmocka_unit_test(test_malformed),
-	    cmocka_unit_test(test_payload_cap),
-	    cmocka_unit_test(test_threads),
+		cmocka_unit_test(test_b64_encode_vectors),
+		cmocka_unit_test(test_b64_encode_nobufs),
+		cmocka_unit_test(test_b64_decode_vectors),
+		cmocka_unit_test(test_b64_decode_malformed),
+		cmocka_unit_test(test_b64_decode_nobufs),
+		cmocka_unit_test(test_b64_round_trip),
+		cmocka_unit_test(test_key_parse_forms),
+		cmocka_unit_test(test_key_parse_bad),
+		cmocka_unit_test(test_key_wipe),
+		cmocka_unit_test(test_memeq),
+		cmocka_unit_test(test_round_trip),
+		cmocka_unit_test(test_wire_format),
+		cmocka_unit_test(test_payload_bounds),
+		cmocka_unit_test(test_mint_nobufs),
+		cmocka_unit_test(test_expiry),
+		cmocka_unit_test(test_wrong_kind_and_key),
+		cmocka_unit_test(test_version),
+		cmocka_unit_test(test_signed_but_noncanonical),
+		cmocka_unit_test(test_tamper_every_byte),
+		cmocka_unit_test(test_tampered_mac),
+		cmocka_unit_test(test_truncated_and_extended),
+		cmocka_unit_test(test_malformed),
+		cmocka_unit_test(test_payload_cap),
+		cmocka_unit_test(test_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -49,7 +49,7 @@ tu_now_ms(void)
 static inline void
 tu_sleep_ms(int ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L };
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
@@ -59,7 +59,7 @@ tu_sleep_ms(int ms)
 static inline int
 tu_free_port(void)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET};
+	struct sockaddr_in sa = { .sin_family = AF_INET };
 	socklen_t len = sizeof(sa);
 	int fd, port = -1;
 
@@ -178,8 +178,8 @@ struct tu_redis {
 static inline int
 tu_redis_answers(int port)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-	struct timeval tv = {.tv_sec = 0, .tv_usec = 500000};
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 500000 };
 	char buf[64];
 	ssize_t n;
 	int fd, ok = 0;
@@ -425,8 +425,8 @@ tu_pg_start(struct tu_pg *s)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		char *argv[] = {"initdb",       "-D", data,   "-U",        "postgres",
-				"--auth=trust", "-E", "UTF8", "--no-sync", NULL};
+		char *argv[] = { "initdb",       "-D", data,   "-U",        "postgres",
+				 "--auth=trust", "-E", "UTF8", "--no-sync", NULL };
 
 		tu_pg_child_creds(s);
 		if (chdir(s->dir) != 0)
@@ -455,20 +455,20 @@ tu_pg_start(struct tu_pg *s)
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		char *argv[] = {"postgres",
-				"-D",
-				data,
-				"-p",
-				port,
-				"-k",
-				s->dir,
-				"-c",
-				"listen_addresses=127.0.0.1",
-				"-c",
-				"fsync=off",
-				"-c",
-				"full_page_writes=off",
-				NULL};
+		char *argv[] = { "postgres",
+				 "-D",
+				 data,
+				 "-p",
+				 port,
+				 "-k",
+				 s->dir,
+				 "-c",
+				 "listen_addresses=127.0.0.1",
+				 "-c",
+				 "fsync=off",
+				 "-c",
+				 "full_page_writes=off",
+				 NULL };
 
 		tu_pg_child_creds(s);
 		if (chdir(s->dir) != 0)
