@@ -111,6 +111,7 @@ fuzz: $(FUZZ_BINS)
 check:
 	@deploy/install-deps.sh
 	$(MAKE) format-check
+	$(MAKE) CC=clang B=build-clang all
 	$(MAKE) SANITIZE=1 all unit-bins
 	$(MAKE) fuzz
 	tests/run-all.sh build-asan $(FUZZ_B)
@@ -147,6 +148,6 @@ format-check:
 	@clang-format --dry-run --Werror $(FMT_SRC) && echo "format-check: $(words $(FMT_SRC)) files clean"
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-clang build-fuzz
 
 -include $(shell find $(B) $(FUZZ_B) -name '*.d' 2>/dev/null)
