@@ -88,6 +88,11 @@ $(B)/tests/test_route_%: $(B)/tests/unit/test_route_%.o $(ROUTE_LIB_OBJ) $(B)/li
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
+TRK_LIB_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out tracker/main.c,$(wildcard tracker/*.c)))
+$(B)/tests/test_trk_%: $(B)/tests/unit/test_trk_%.o $(TRK_LIB_OBJ) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
 $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
@@ -102,6 +107,10 @@ $(FUZZ_B)/gen/schema.c: $(SQL) deploy/sql/embed.sh
 $(FUZZ_B)/fuzz_route_%: tests/fuzz/fuzz_route_%.c $(COMMON_SRC) $(ROUTE_LIB_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h route-server/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -Iroute-server -o $@ $< $(COMMON_SRC) $(ROUTE_LIB_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
+TRK_LIB_SRC := $(filter-out tracker/main.c,$(wildcard tracker/*.c))
+$(FUZZ_B)/fuzz_trk_%: tests/fuzz/fuzz_trk_%.c $(COMMON_SRC) $(TRK_LIB_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h tracker/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -Itracker -o $@ $< $(COMMON_SRC) $(TRK_LIB_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
 $(FUZZ_B)/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ $< $(COMMON_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)

@@ -48,13 +48,15 @@ struct http_server {
 	struct met_child *duration, *inflight_g;
 	char *tls_cert, *tls_key;
 	atomic_bool access_log;
-	_Atomic(struct addr_list *) trusted;
-	struct addr_list *trusted_old;
-	/* Admin token kept as its hash, so the comparison is constant-time and
-	 * independent of the presented token's length. */
-	_Atomic(unsigned char *) token;
-	unsigned char *token_old;
-	pthread_mutex_t swap_lock;
+	/* Reloadable settings read by every request, under a read lock: a
+	 * reload (write lock) frees the old values at once, so no request can
+	 * be left holding a freed list however close two reloads come. */
+	pthread_rwlock_t settings;
+	struct addr_list *trusted;
+	/* The admin token is kept as its hash, so the comparison is
+	 * constant-time and independent of the presented token's length. */
+	unsigned char token[crypto_generichash_BYTES];
+	bool has_token;
 	atomic_int inflight;
 	atomic_bool draining;
 	bool drained;
@@ -71,6 +73,8 @@ struct http_req {
 	bool replied;
 	bool queued;
 	bool deferred;
+	bool inited;
+	char *raw_uri;     /* as received, before percent-decoding (keep_raw_uri) */
 	atomic_int dstate; /* HTTP_D_*: who resumes a deferred request */
 	struct MHD_Response *resp;
 	unsigned status;
@@ -267,6 +271,16 @@ http_req_peer(const struct http_req *r)
 }
 
 const char *
+http_req_raw_query(const struct http_req *r, size_t *ret_len)
+{
+	const char *q = r->raw_uri ? strchr(r->raw_uri, '?') : NULL;
+	q = q ? q + 1 : "";
+	if (ret_len)
+		*ret_len = strlen(q);
+	return q;
+}
+
+const char *
 http_req_body(const struct http_req *r, size_t *ret_len)
 {
 	if (ret_len)
@@ -316,10 +330,10 @@ http_req_json(struct http_req *r, json_t **ret)
 void
 http_server_set_trusted(struct http_server *s, struct addr_list *trusted)
 {
-	pthread_mutex_lock(&s->swap_lock);
-	addr_list_free(s->trusted_old);
-	s->trusted_old = atomic_exchange(&s->trusted, trusted);
-	pthread_mutex_unlock(&s->swap_lock);
+	pthread_rwlock_wrlock(&s->settings);
+	addr_list_free(s->trusted);
+	s->trusted = trusted;
+	pthread_rwlock_unlock(&s->settings);
 }
 
 void
@@ -331,30 +345,34 @@ http_server_set_access_log(struct http_server *s, bool on)
 void
 http_server_set_admin_token(struct http_server *s, const char *token)
 {
-	unsigned char *h = NULL;
+	unsigned char h[crypto_generichash_BYTES];
+	bool has = token && *token;
 
-	if (token && *token) {
-		h = malloc(crypto_generichash_BYTES);
-		if (!h)
-			return;
-		crypto_generichash(h, crypto_generichash_BYTES, (const unsigned char *)token,
-				   strlen(token), NULL, 0);
-	}
-	pthread_mutex_lock(&s->swap_lock);
-	free(s->token_old);
-	s->token_old = atomic_exchange(&s->token, h);
-	pthread_mutex_unlock(&s->swap_lock);
+	if (has)
+		crypto_generichash(h, sizeof(h), (const unsigned char *)token, strlen(token), NULL,
+				   0);
+	pthread_rwlock_wrlock(&s->settings);
+	s->has_token = has;
+	if (has)
+		memcpy(s->token, h, sizeof(h));
+	pthread_rwlock_unlock(&s->settings);
+	sodium_memzero(h, sizeof(h));
 }
 
 /* 0 when the request carries the admin token; otherwise replies 401/403. */
 static int
 http_check_admin(struct http_req *r)
 {
-	const unsigned char *want = atomic_load(&r->srv->token);
+	struct http_server *s = r->srv;
 	const char *auth = http_req_header(r, MHD_HTTP_HEADER_AUTHORIZATION);
-	unsigned char got[crypto_generichash_BYTES];
+	unsigned char got[crypto_generichash_BYTES], want[crypto_generichash_BYTES];
+	bool has;
 
-	if (!want) {
+	pthread_rwlock_rdlock(&s->settings);
+	has = s->has_token;
+	memcpy(want, s->token, sizeof(want));
+	pthread_rwlock_unlock(&s->settings);
+	if (!has) {
 		http_reply_error(r, 403, "admin_disabled",
 				 "no admin_token is configured; admin changes are disabled");
 		return -EACCES;
@@ -512,32 +530,149 @@ http_queue(struct http_req *r)
 	return ret;
 }
 
+struct http_xff {
+	char buf[2048];
+	size_t len;
+	bool cut;
+};
+
+/* Joins every X-Forwarded-For line in order: a proxy may add its own line
+ * and leave the client's, and only the full list read from the right is
+ * trustworthy. Past the buffer the leftmost (least trusted) part is what
+ * gets dropped. */
+static enum MHD_Result
+http_xff_collect(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct http_xff *x = cls;
+	(void)kind;
+	if (strcasecmp(key, "X-Forwarded-For") != 0 || !value)
+		return MHD_YES;
+	size_t n = strlen(value);
+	if (x->len + n + 2 > sizeof(x->buf)) {
+		/* Keep the right end: shift out the oldest entries. */
+		size_t need = x->len + n + 2 - sizeof(x->buf);
+		if (need >= x->len) {
+			x->len = 0;
+			if (n + 1 > sizeof(x->buf)) {
+				value += n - (sizeof(x->buf) - 1);
+				n = sizeof(x->buf) - 1;
+			}
+		} else {
+			memmove(x->buf, x->buf + need, x->len - need);
+			x->len -= need;
+		}
+		x->cut = true;
+	}
+	if (x->len)
+		x->buf[x->len++] = ',';
+	memcpy(x->buf + x->len, value, n);
+	x->len += n;
+	x->buf[x->len] = '\0';
+	return MHD_YES;
+}
+
+static void
+http_req_client_addr(struct http_req *r)
+{
+	struct http_server *s = r->srv;
+	struct http_xff x = { .len = 0 };
+
+	pthread_rwlock_rdlock(&s->settings);
+	if (s->trusted && addr_list_match(s->trusted, &r->peer)) {
+		MHD_get_connection_values(r->conn, MHD_HEADER_KIND, http_xff_collect, &x);
+		if (x.cut) {
+			/* The cut may have split the leftmost entry: drop it. */
+			char *comma = strchr(x.buf, ',');
+			if (comma)
+				memmove(x.buf, comma + 1, strlen(comma + 1) + 1);
+		}
+	}
+	addr_client(&r->peer, x.len ? x.buf : NULL, s->trusted, &r->client);
+	pthread_rwlock_unlock(&s->settings);
+}
+
 static struct http_req *
-http_req_new(struct http_server *s, struct MHD_Connection *conn, const char *url,
-	     const char *method)
+http_req_alloc(void)
 {
 	struct http_req *r = malloc(sizeof(*r));
-	const union MHD_ConnectionInfo *ci;
-
 	if (!r)
 		return NULL;
 	/* Zeroing 3.5 KiB of buffers per request showed in profiles; they are
 	 * written before being read. */
 	memset(r, 0, offsetof(struct http_req, params));
+	return r;
+}
+
+/* Per connection, for keep_raw_uri: the last request line seen. */
+struct http_conn {
+	char *raw_uri;
+};
+
+static void
+http_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
+		 enum MHD_ConnectionNotificationCode toe)
+{
+	(void)cls;
+	(void)conn;
+	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+		*socket_context = calloc(1, sizeof(struct http_conn));
+	} else if (*socket_context) {
+		struct http_conn *hc = *socket_context;
+		free(hc->raw_uri);
+		free(hc);
+		*socket_context = NULL;
+	}
+}
+
+/* libmicrohttpd's URI log callback sees the request line before it is
+ * percent-decoded: keep it for handlers that need the raw query (binary
+ * info_hash values, where a decoded %00 would end the string). It is kept
+ * on the connection, which is always cleaned up, not on the request, whose
+ * completion callback does not run when a request dies before its handler. */
+static void *
+http_uri_log(void *cls, const char *uri, struct MHD_Connection *con)
+{
+	const union MHD_ConnectionInfo *ci =
+		MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct http_conn *hc = ci ? ci->socket_context : NULL;
+	(void)cls;
+	if (hc) {
+		free(hc->raw_uri);
+		hc->raw_uri = strdup(uri);
+	}
+	return NULL;
+}
+
+/* Fills in r (a new one when r is NULL). */
+static struct http_req *
+http_req_init(struct http_req *r, struct http_server *s, struct MHD_Connection *conn,
+	      const char *url, const char *method)
+{
+	const union MHD_ConnectionInfo *ci;
+
+	if (!r && !(r = http_req_alloc()))
+		return NULL;
 	clock_gettime(CLOCK_MONOTONIC, &r->start);
 	r->srv = s;
 	r->conn = conn;
 	r->method = method;
 	r->path = strdup(url);
 	if (!r->path) {
+		free(r->raw_uri);
 		free(r);
 		return NULL;
+	}
+	r->inited = true;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci && ci->socket_context) {
+		struct http_conn *hc = ci->socket_context;
+		r->raw_uri = hc->raw_uri; /* taken over: one request line, one request */
+		hc->raw_uri = NULL;
 	}
 	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
 	if (ci && ci->client_addr)
 		addr_from_sockaddr(ci->client_addr, &r->peer);
-	addr_client(&r->peer, http_req_header(r, "X-Forwarded-For"), atomic_load(&s->trusted),
-		    &r->client);
+	http_req_client_addr(r);
 	http_set_rid(r);
 	atomic_fetch_add(&s->inflight, 1);
 	if (s->inflight_g)
@@ -553,13 +688,16 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 	struct http_req *r = *con_cls;
 	(void)version;
 
-	if (!r) {
+	if (!r || !r->inited) {
 		const char *cl;
-		r = http_req_new(s, conn, url, method);
+		r = http_req_init(r, s, conn, url, method);
+		*con_cls = r;
 		if (!r)
 			return MHD_NO;
 		*con_cls = r;
-		if (atomic_load_explicit(&s->draining, memory_order_relaxed)) {
+		/* Sequentially consistent, paired with the inflight count: a
+		 * request either sees draining or is counted by the drain. */
+		if (atomic_load(&s->draining)) {
 			r->too_large = true; /* read and drop any body */
 			r->route_name = "draining";
 			http_reply_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
@@ -663,11 +801,15 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!r)
 		return;
 	*con_cls = NULL;
+	bool counted = r->inited;
 	if (r->resp)
 		MHD_destroy_response(r->resp);
 	free(r->body);
 	free(r->path);
+	free(r->raw_uri);
 	free(r);
+	if (!counted)
+		return; /* the request line came, the request never started */
 	if (s->inflight_g)
 		met_add(s->inflight_g, -1);
 	atomic_fetch_sub(&s->inflight, 1);
@@ -801,7 +943,7 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
 			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
 	unsigned threads = o->threads;
-	struct MHD_OptionItem opts[14];
+	struct MHD_OptionItem opts[16];
 	size_t n = 0;
 	struct MHD_Daemon *d;
 	const union MHD_DaemonInfo *di;
@@ -836,6 +978,12 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
 					     (intptr_t)(void *)http_completed, s };
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL };
+	if (o->keep_raw_uri) {
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION,
+						     (intptr_t)(void *)http_notify_conn, NULL };
+		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_URI_LOG_CALLBACK,
+						     (intptr_t)(void *)http_uri_log, NULL };
+	}
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_UNESCAPE_CALLBACK,
 					     (intptr_t)(void *)http_unescape, NULL };
 	if (s->tls_cert) {
@@ -877,7 +1025,7 @@ http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
 		free(s);
 		return NULL;
 	}
-	pthread_mutex_init(&s->swap_lock, NULL);
+	pthread_rwlock_init(&s->settings, NULL);
 	/* Settings a request may read are in place before the first accept;
 	 * taking them first also means `trusted` is owned (and freed) even
 	 * when starting fails below. */
@@ -969,16 +1117,14 @@ http_server_free(struct http_server *s)
 		return;
 	http_server_drain(s, 0);
 	http_server_stop(s);
-	addr_list_free(atomic_load(&s->trusted));
-	addr_list_free(s->trusted_old);
-	free(atomic_load(&s->token));
-	free(s->token_old);
+	addr_list_free(s->trusted);
+	sodium_memzero(s->token, sizeof(s->token));
 	if (s->tls_key)
 		sodium_memzero(s->tls_key, strlen(s->tls_key));
 	free(s->tls_key);
 	free(s->tls_cert);
 	free(s->name);
-	pthread_mutex_destroy(&s->swap_lock);
+	pthread_rwlock_destroy(&s->settings);
 	free(s);
 }
 

@@ -54,6 +54,7 @@ struct http_server_opts {
 	struct met_registry *registry; /* for GET /metrics (http_handle_metrics) */
 	struct addr_list *trusted;     /* taken over (NULL = trust nobody); set before listening */
 	const char *admin_token;       /* copied; NULL or "" = admin routes answer 403 */
+	bool keep_raw_uri;             /* keep the undecoded request line: http_req_raw_query */
 	struct http_metrics *metrics;  /* NULL = no request metrics */
 };
 
@@ -99,6 +100,9 @@ const char *http_req_header(const struct http_req *r, const char *name);
  * and the direct TCP peer. */
 const struct addr *http_req_client(const struct http_req *r);
 const struct addr *http_req_peer(const struct http_req *r);
+/* The query string as received, still percent-encoded ("" when none, or
+ * when the server was started without keep_raw_uri). */
+const char *http_req_raw_query(const struct http_req *r, size_t *ret_len);
 const char *http_req_body(const struct http_req *r, size_t *ret_len);
 const char *http_req_id(const struct http_req *r);
 struct http_server *http_req_server(const struct http_req *r);

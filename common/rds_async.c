@@ -2,7 +2,9 @@
 /* Asynchronous Redis on an event loop: many threads, one pipelined connection. */
 #include "rds_async.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
@@ -12,6 +14,7 @@
 #include <string.h>
 
 #include "dmn.h"
+#include "log.h"
 
 #define RDS_ASYNC_QUEUE_MAX 65536 /* commands waiting for the loop thread */
 
@@ -36,6 +39,7 @@ struct rds_async {
 	struct rds_async_cmd *qhead, *qtail;
 	size_t qlen;
 	bool closing;
+	bool closed; /* rds_async_close ran (caller's thread only) */
 	struct event *wake;
 
 	/* loop thread only */
@@ -46,6 +50,8 @@ struct rds_async {
 	int fail_err; /* error given to callbacks while the connection is torn down */
 	struct event *tick;
 	int backoff_ms;
+	long long last_error_log_ms;
+	unsigned long long errors_unlogged;
 
 	/* any thread */
 	atomic_llong down_until_ms;
@@ -54,6 +60,21 @@ struct rds_async {
 };
 
 static void rds_async_fail_conn(struct rds_async *a, int err);
+
+/* At most one log line per 10 s about Redis error replies, with a count of
+ * the ones not logged: a flood of READONLY must not flood the journal. */
+static void
+rds_async_log_error(struct rds_async *a, const char *msg)
+{
+	long long now = dmn_now_ms();
+	a->errors_unlogged++;
+	if (now - a->last_error_log_ms < 10000)
+		return;
+	log_warn("Redis %s replied with an error (%llu since the last report): %.200s", a->host,
+		 a->errors_unlogged, msg ? msg : "");
+	a->errors_unlogged = 0;
+	a->last_error_log_ms = now;
+}
 
 static void
 rds_async_cmd_free(struct rds_async_cmd *c)
@@ -101,10 +122,27 @@ rds_async_on_reply(redisAsyncContext *ac, void *r, void *privdata)
 			a->ftail = NULL;
 	}
 	if (r) {
-		/* A reply, not just a TCP connect, proves Redis works: only now
-		 * does the back-off start over (a hung server still accepts). */
-		a->backoff_ms = 0;
+		redisReply *reply = r;
+		bool role_error = false;
+		if (reply->type == REDIS_REPLY_ERROR) {
+			/* Error replies are counted as errors: an operator must see
+			 * READONLY or OOM in the metrics, not only in 503s. */
+			atomic_fetch_add(&a->errors, 1);
+			rds_async_log_error(a, reply->str);
+			/* A replica after fail-over, or a server still loading: this
+			 * connection cannot serve writes; reconnect (DNS or a proxy
+			 * may lead to the new primary). */
+			role_error = strncmp(reply->str, "READONLY", 8) == 0 ||
+				     strncmp(reply->str, "LOADING", 7) == 0 ||
+				     strncmp(reply->str, "MASTERDOWN", 10) == 0;
+		} else {
+			/* A real reply, not just a TCP connect, proves Redis works:
+			 * only now does the back-off start over. */
+			a->backoff_ms = 0;
+		}
 		rds_async_finish(c, r, 0);
+		if (role_error)
+			rds_async_fail_conn(a, -EIO);
 	} else
 		rds_async_finish(c, NULL, a->fail_err ? a->fail_err : -EIO);
 }
@@ -148,8 +186,14 @@ rds_async_on_disconnect(const redisAsyncContext *ac, int status)
 		return;
 	a->ac = NULL; /* hiredis frees it after this callback */
 	a->connected = false;
-	if (!a->closing)
-		rds_async_mark_down(a);
+	/* Redis closed a working connection (its idle timeout, CLIENT KILL, a
+	 * proxy): reconnect on the next command rather than refusing commands
+	 * for a back-off; if Redis is really gone that connect fails and the
+	 * back-off starts then. */
+	if (!a->closing) {
+		atomic_store(&a->down_until_ms, 0);
+		atomic_store(&a->up, false);
+	}
 }
 
 /* Drops the connection: every command in flight fails with err. */
@@ -317,6 +361,26 @@ rds_async_run_on_loop(struct rds_async *a, bool setup)
 	return s.ret;
 }
 
+/* hiredis resolves a host name synchronously inside redisAsyncConnect, on
+ * the loop thread, where a slow DNS server would stall every command and
+ * the timeouts with them. Resolve once here instead (start-up may block);
+ * a name that does not resolve is kept as is and fails at connect. */
+static char *
+rds_async_resolve(const char *host)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char buf[INET6_ADDRSTRLEN];
+
+	if (host[0] == '/' || getaddrinfo(host, NULL, &hints, &res) != 0 || !res)
+		return strdup(host);
+	const void *ip = res->ai_family == AF_INET6
+				 ? (const void *)&((struct sockaddr_in6 *)res->ai_addr)->sin6_addr
+				 : (const void *)&((struct sockaddr_in *)res->ai_addr)->sin_addr;
+	const char *out = inet_ntop(res->ai_family, ip, buf, sizeof(buf));
+	freeaddrinfo(res);
+	return strdup(out ? out : host);
+}
+
 struct rds_async *
 rds_async_new(struct evl *loop, const struct rds_opts *o)
 {
@@ -324,7 +388,7 @@ rds_async_new(struct evl *loop, const struct rds_opts *o)
 	if (!a)
 		return NULL;
 	a->loop = loop;
-	a->host = strdup(o->host ? o->host : "127.0.0.1");
+	a->host = rds_async_resolve(o->host ? o->host : "127.0.0.1");
 	a->password = strdup(o->password ? o->password : "");
 	a->prefix = strdup(o->prefix ? o->prefix : "");
 	a->port = o->port;
@@ -341,11 +405,20 @@ rds_async_new(struct evl *loop, const struct rds_opts *o)
 }
 
 void
+rds_async_close(struct rds_async *a)
+{
+	if (!a || a->closed)
+		return;
+	rds_async_run_on_loop(a, false);
+	a->closed = true;
+}
+
+void
 rds_async_free(struct rds_async *a)
 {
 	if (!a)
 		return;
-	rds_async_run_on_loop(a, false);
+	rds_async_close(a);
 	pthread_mutex_destroy(&a->lock);
 	if (a->password)
 		memset(a->password, 0, strlen(a->password));

@@ -33,8 +33,13 @@ typedef void (*rds_async_cb)(redisReply *reply, int err, void *arg);
 struct rds_async *rds_async_new(struct evl *loop, const struct rds_opts *opts);
 
 /* Fails everything queued or in flight with -ECANCELED (callbacks run on
- * the loop thread before this returns), closes the connection, frees.
- * Not callable from the loop thread. NULL-safe. */
+ * the loop thread before this returns) and closes the connection; later
+ * submissions fail with -EAGAIN. Stats stay readable. For shutdown: close
+ * before freeing what the callbacks use. Not callable from the loop
+ * thread. NULL-safe, idempotent. */
+void rds_async_close(struct rds_async *a);
+
+/* rds_async_close if not done yet, then frees. NULL-safe. */
 void rds_async_free(struct rds_async *a);
 
 /* Queues one command (argv form, binary safe). Any thread. Returns 0 (cb

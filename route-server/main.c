@@ -8,70 +8,9 @@
 #include "dmn.h"
 #include "log.h"
 #include "route.h"
+#include "svc.h"
 
 #define ROUTE_SUMMARY "geo-IP PeerID allocation and domain routing (seed 001 §3.1.1)"
-
-/* Checks the keys whose syntax the table alone cannot express. */
-static int
-route_validate(const struct cfg *cfg, char *err, size_t errsize)
-{
-	struct addr_list *l;
-	int e;
-	size_t pos;
-
-	if (log_parse_level(cfg_str(cfg, "server", "log_level")) < 0) {
-		snprintf(err, errsize,
-			 "server.log_level: \"%s\" is not debug, info, notice, warning or err",
-			 cfg_str(cfg, "server", "log_level"));
-		return -EINVAL;
-	}
-	static const char *const listeners[] = { "listen", "admin_listen" };
-	for (size_t i = 0; i < 2; i++) {
-		char msg[256];
-		if (http_listen_check(cfg_str(cfg, "server", listeners[i]), msg, sizeof(msg)) < 0) {
-			snprintf(err, errsize, "server.%s: %s", listeners[i], msg);
-			return -EINVAL;
-		}
-	}
-	const char *cert = cfg_str(cfg, "server", "tls_cert"),
-		   *key = cfg_str(cfg, "server", "tls_key");
-	if (!*cert != !*key) {
-		snprintf(err, errsize, "server.tls_cert and server.tls_key must be set together");
-		return -EINVAL;
-	}
-	const char *const tls[] = { cert, key };
-	for (size_t i = 0; i < 2 && *cert; i++) {
-		FILE *f = fopen(tls[i], "re");
-		char b;
-		if (!f || (fread(&b, 1, 1, f) != 1 && ferror(f))) {
-			snprintf(err, errsize, "server.%s: %s: %s", i ? "tls_key" : "tls_cert",
-				 tls[i], f ? "cannot be read" : strerror(errno));
-			if (f)
-				fclose(f);
-			return -EINVAL;
-		}
-		fclose(f);
-	}
-	l = addr_list_parse(cfg_str(cfg, "server", "trusted_proxies"), &e, &pos);
-	if (!l) {
-		snprintf(err, errsize, "server.trusted_proxies: bad entry at offset %zu", pos);
-		return -EINVAL;
-	}
-	addr_list_free(l);
-	return 0;
-}
-
-static void
-route_apply_reloadable(struct route_env *env, const struct cfg *cfg)
-{
-	const char *tp = cfg_str(cfg, "server", "trusted_proxies");
-	log_set_level(log_parse_level(cfg_str(cfg, "server", "log_level")));
-	http_server_set_trusted(env->api, addr_list_parse(tp, NULL, NULL));
-	http_server_set_trusted(env->admin, addr_list_parse(tp, NULL, NULL));
-	http_server_set_access_log(env->api, cfg_bool(cfg, "server", "access_log"));
-	http_server_set_access_log(env->admin, cfg_bool(cfg, "server", "access_log"));
-	http_server_set_admin_token(env->admin, cfg_str(cfg, "server", "admin_token"));
-}
 
 /* SIGHUP: build the new state aside; swap only when all of it loaded. */
 static void
@@ -79,7 +18,7 @@ route_reload(struct route_env *env)
 {
 	char err[512], fixed[512];
 	struct cfg *cfg;
-	struct route_state *st, *old;
+	struct route_state *st;
 
 	dmn_notify("RELOADING=1");
 	cfg = cfg_load(route_cfg_table, route_cfg_n, env->cfg_path, err, sizeof(err));
@@ -87,7 +26,7 @@ route_reload(struct route_env *env)
 		log_err("reload failed, keeping the running configuration: %s", err);
 		goto out;
 	}
-	if (route_validate(cfg, err, sizeof(err)) < 0) {
+	if (svc_validate(cfg, err, sizeof(err)) < 0) {
 		log_err("reload failed, keeping the running configuration: %s: %s", env->cfg_path,
 			err);
 		cfg_free(cfg);
@@ -101,12 +40,8 @@ route_reload(struct route_env *env)
 	}
 	if (cfg_diff_fixed(env->cfg0, cfg, fixed, sizeof(fixed)) > 0)
 		log_warn("reload: %s changed but only take effect after a restart", fixed);
-	route_apply_reloadable(env, cfg);
-	pthread_mutex_lock(&env->lock);
-	route_state_free(env->state_old);
-	old = atomic_exchange(&env->state, st);
-	env->state_old = old;
-	pthread_mutex_unlock(&env->lock);
+	svc_apply(cfg, env->api, env->admin, false);
+	route_state_publish(env, st);
 	route_refresh_soon(env);
 	log_notice("configuration reloaded from %s", env->cfg_path);
 out:
@@ -144,6 +79,9 @@ route_metrics_init(struct route_env *env)
 	m = met_new(r, MET_COUNTER, "p2pcdn_route_peerid_collisions_total",
 		    "Random node values that were already taken.", NULL, NULL, 0);
 	env->m.collisions = m ? met_child(m) : NULL;
+	m = met_new(r, MET_COUNTER, "p2pcdn_route_rate_limited_total",
+		    "Route requests refused with 429: over max_per_minute.", NULL, NULL, 0);
+	env->m.rate_limited = m ? met_child(m) : NULL;
 	m = met_new(r, MET_GAUGE, "p2pcdn_route_generation",
 		    "Generation of the domains and rules loaded.", NULL, NULL, 0);
 	env->m.generation = m ? met_child(m) : NULL;
@@ -168,37 +106,11 @@ route_metrics_init(struct route_env *env)
 	m = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
 	if (m)
 		met_set(met_child(m, P2PCDN_VERSION), 1);
-	if (!env->m.allocations || !env->m.collisions || !env->m.generation || !env->m.geo_misses ||
-	    !env->m.pending || !env->m.redis_up || !env->m.redis_commands || !env->m.redis_errors ||
-	    !env->m.uptime || !m)
+	if (!env->m.allocations || !env->m.collisions || !env->m.rate_limited ||
+	    !env->m.generation || !env->m.geo_misses || !env->m.pending || !env->m.redis_up ||
+	    !env->m.redis_commands || !env->m.redis_errors || !env->m.uptime || !m)
 		return -ENOMEM;
 	return met_add_collector(r, route_collect, env);
-}
-
-static struct http_server *
-route_listen(struct route_env *env, const char *name, const char *listen,
-	     const struct http_route *routes, size_t n, bool tls, char *err, size_t errsize)
-{
-	const struct cfg *c = env->cfg0;
-	struct http_server_opts o = {
-		.name = name,
-		.listen = listen,
-		.threads = (unsigned)cfg_int(c, "server", "threads"),
-		.connection_limit = (unsigned)cfg_int(c, "server", "connection_limit"),
-		.timeout_s = (unsigned)cfg_int(c, "server", "request_timeout_s"),
-		.max_body = (size_t)cfg_int(c, "server", "max_body"),
-		.tls_cert_file = tls ? cfg_str(c, "server", "tls_cert") : NULL,
-		.tls_key_file = tls ? cfg_str(c, "server", "tls_key") : NULL,
-		.access_log = cfg_bool(c, "server", "access_log"),
-		.routes = routes,
-		.nroutes = n,
-		.arg = env,
-		.registry = env->reg,
-		.metrics = &env->http_metrics,
-		.trusted = addr_list_parse(cfg_str(c, "server", "trusted_proxies"), NULL, NULL),
-		.admin_token = tls ? NULL : cfg_str(c, "server", "admin_token"),
-	};
-	return http_server_start(&o, err, errsize);
 }
 
 static void
@@ -214,28 +126,6 @@ route_sample(struct route_env *env)
 	pthread_mutex_unlock(&env->lock);
 }
 
-static int
-route_migrate(struct pg_pool *pg)
-{
-	char err[512];
-	PGconn *c = pg_acquire(pg);
-	int n;
-
-	if (!c) {
-		log_err("migrate: no PostgreSQL connection");
-		return 1;
-	}
-	n = pg_migrate(c, err, sizeof(err));
-	pg_release(pg, c);
-	if (n < 0) {
-		log_err("migrate failed: %s", err);
-		return 1;
-	}
-	printf("schema at version %d (%d migration%s applied)\n", pg_schema_latest(), n,
-	       n == 1 ? "" : "s");
-	return 0;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -243,6 +133,8 @@ main(int argc, char **argv)
 	struct cfg_args args;
 	struct route_state *st = NULL;
 	struct route_snap *snap = NULL;
+	size_t ndomains = 0, nrules = 0;
+	long long generation = 0;
 	char err[1024];
 	int r, ret = 1;
 
@@ -261,13 +153,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "route-server: %s\n", err);
 		return 1;
 	}
-	if (route_validate(env.cfg0, err, sizeof(err)) < 0) {
+	if (svc_validate(env.cfg0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "route-server: %s: %s\n", args.config, err);
 		cfg_free(env.cfg0);
 		return 1;
 	}
 	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
+	pthread_mutex_init(&env.view_lock, NULL);
 	pthread_cond_init(&env.wake, NULL);
 	env.started_ms = dmn_now_ms();
 
@@ -288,28 +181,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	env.pg = pg_pool_new(cfg_str(env.cfg0, "postgres", "conninfo"),
-			     (int)cfg_int(env.cfg0, "postgres", "pool_size"), 5000, &r, err,
-			     sizeof(err));
-	if (!env.pg) {
-		log_err("PostgreSQL: cannot connect (postgres.conninfo): %s", err);
+	r = svc_pg_start(env.cfg0, args.migrate, &env.pg);
+	if (r) {
+		ret = r > 0 ? 0 : 1;
 		goto out;
-	}
-	if (args.migrate) {
-		ret = route_migrate(env.pg);
-		goto out;
-	}
-	{
-		PGconn *c = pg_acquire(env.pg);
-		r = c ? pg_schema_require(c, pg_schema_latest(), err, sizeof(err)) : -EIO;
-		if (!c)
-			snprintf(err, sizeof(err), "no PostgreSQL connection");
-		if (c)
-			pg_release(env.pg, c);
-		if (r < 0) {
-			log_err("PostgreSQL schema: %s", err);
-			goto out;
-		}
 	}
 	atomic_store(&env.pg_up, true);
 
@@ -346,7 +221,7 @@ main(int argc, char **argv)
 		cfg_free(cfg);
 		goto out;
 	}
-	atomic_store(&env.state, st);
+	route_state_publish(&env, st);
 	st = NULL;
 	{
 		PGconn *c = pg_acquire(env.pg);
@@ -358,33 +233,34 @@ main(int argc, char **argv)
 				c ? err : "no PostgreSQL connection");
 			goto out;
 		}
-		atomic_store(&env.snap, snap);
-		met_set(env.m.generation, (double)snap->generation);
-		if (!route_snap_domain(snap, atomic_load(&env.state)->default_domain))
+		if (!route_snap_domain(snap, env.state->default_domain))
 			log_warn("default domain \"%s\" does not exist yet: unmatched clients get "
 				 "503 until an operator adds it",
-				 atomic_load(&env.state)->default_domain);
+				 env.state->default_domain);
+		ndomains = snap->ndomains;
+		nrules = snap->nrules;
+		generation = snap->generation;
+		route_snap_publish(&env, snap);
 	}
 	if (route_refresher_start(&env) < 0) {
 		log_err("cannot start the refresher thread");
 		goto out;
 	}
-	env.api = route_listen(&env, "api", cfg_str(env.cfg0, "server", "listen"), route_api_routes,
-			       route_api_nroutes, true, err, sizeof(err));
+	env.api = svc_listen(env.cfg0, true, false, route_api_routes, route_api_nroutes, &env,
+			     env.reg, &env.http_metrics, false, err, sizeof(err));
 	if (!env.api) {
 		log_err("%s", err);
 		goto out;
 	}
-	env.admin = route_listen(&env, "admin", cfg_str(env.cfg0, "server", "admin_listen"),
-				 route_admin_routes, route_admin_nroutes, false, err, sizeof(err));
+	env.admin = svc_listen(env.cfg0, false, false, route_admin_routes, route_admin_nroutes,
+			       &env, env.reg, &env.http_metrics, false, err, sizeof(err));
 	if (!env.admin) {
 		log_err("%s", err);
 		goto out;
 	}
 	log_notice("ready: api on %s, admin on %s, %zu domains, %zu rules, generation %lld",
 		   cfg_str(env.cfg0, "server", "listen"),
-		   cfg_str(env.cfg0, "server", "admin_listen"), snap->ndomains, snap->nrules,
-		   snap->generation);
+		   cfg_str(env.cfg0, "server", "admin_listen"), ndomains, nrules, generation);
 	dmn_notify("READY=1");
 
 	for (;;) {
@@ -405,15 +281,15 @@ main(int argc, char **argv)
 	log_notice("stopped");
 out:
 	/* Redis first: cancelling its commands resumes deferred requests,
-	 * which the HTTP servers need before they can close. */
-	rds_async_free(env.ra);
+	 * which the HTTP servers need before they can close; a request still
+	 * arriving then gets a 503 from the closed client, never freed memory. */
+	rds_async_close(env.ra);
 	http_server_free(env.api);
 	http_server_free(env.admin);
 	route_refresher_stop(&env);
-	route_snap_free(atomic_load(&env.snap));
-	route_snap_free(env.snap_old);
-	route_state_free(atomic_load(&env.state));
-	route_state_free(env.state_old);
+	route_snap_publish(&env, NULL);
+	route_state_publish(&env, NULL);
+	rds_async_free(env.ra);
 	rds_free(env.rds);
 	evl_free(env.loop);
 	pg_pool_free(env.pg);
@@ -421,5 +297,6 @@ out:
 	cfg_free(env.cfg0);
 	pthread_cond_destroy(&env.wake);
 	pthread_mutex_destroy(&env.lock);
+	pthread_mutex_destroy(&env.view_lock);
 	return ret;
 }

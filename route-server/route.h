@@ -65,6 +65,7 @@ struct route_geo {
 
 /* Everything reloadable on SIGHUP, built aside and swapped whole. */
 struct route_state {
+	atomic_int refs; /* the env's reference + one per reader (route_view) */
 	struct cfg *cfg;
 	MMDB_s city;
 	bool city_open;
@@ -80,6 +81,7 @@ struct route_state {
 	struct route_nettype nettype;
 	const char *default_domain;
 	long long peerid_ttl_s;
+	long long max_per_minute;
 	int peerid_attempts;
 	int refresh_ms;
 };
@@ -114,8 +116,9 @@ struct route_code {
 	unsigned code;
 };
 
-/* An immutable snapshot; readers use it for the length of one request. */
+/* An immutable snapshot; readers hold a reference (route_view). */
 struct route_snap {
+	atomic_int refs;
 	long long generation;
 	struct route_domain *domains; /* sorted by name */
 	size_t ndomains;
@@ -138,6 +141,7 @@ void route_snap_codes(const struct route_snap *s, unsigned country, const struct
 struct route_metrics {
 	struct met *allocations; /* {domain} */
 	struct met_child *collisions;
+	struct met_child *rate_limited;
 	struct met_child *generation;
 	struct met *geo_misses; /* {reason} */
 	struct met_child *redis_up, *redis_commands, *redis_errors, *uptime, *pending;
@@ -153,10 +157,13 @@ struct route_pending {
 struct route_env {
 	struct cfg *cfg0; /* the config at start: fixed keys */
 	const char *cfg_path;
-	_Atomic(struct route_state *) state;
-	struct route_state *state_old;
-	_Atomic(struct route_snap *) snap;
-	struct route_snap *snap_old;
+	/* The current state and snapshot. Readers take references through
+	 * route_view_get; a swap drops the env's reference and the last
+	 * reader frees, so a reload or refresh never frees what a request
+	 * (or a Redis call it waits on) still reads. */
+	pthread_mutex_t view_lock;
+	struct route_state *state;
+	struct route_snap *snap;
 	struct rds *rds;      /* blocking: admin and rare paths */
 	struct evl *loop;     /* runs ra */
 	struct rds_async *ra; /* pipelined: the /v1/route hot path */
@@ -184,6 +191,19 @@ struct route_env {
 	unsigned ring_pos;
 	double lookups_per_s;
 };
+
+/* A reader's references to the current state and snapshot (either may be
+ * NULL before start-up finished). Any thread; put what you get. */
+struct route_view {
+	struct route_state *st;
+	struct route_snap *snap;
+};
+void route_view_get(struct route_env *env, struct route_view *ret);
+void route_view_put(struct route_view *v);
+/* Publishes a new state or snapshot (the caller's reference moves to the
+ * env); the old one is released. */
+void route_state_publish(struct route_env *env, struct route_state *st);
+void route_snap_publish(struct route_env *env, struct route_snap *s);
 
 /* route_domains.c */
 int route_snap_load(struct route_env *env, PGconn *c, struct route_snap **ret, char *err,

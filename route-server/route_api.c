@@ -89,7 +89,7 @@ route_index_json(const struct route_domain *d)
  * snapshot (queueing names that have none yet). */
 static void
 route_fields(struct route_env *env, const struct route_snap *snap, const struct route_geo *g,
-	     struct peerid_fields *f)
+	     struct peerid_fields *f, bool queue)
 {
 	memset(f, 0, sizeof(*f));
 	/* The carrier and neighbourhood come from the ASN database and stand
@@ -101,7 +101,7 @@ route_fields(struct route_env *env, const struct route_snap *snap, const struct 
 		return;
 	f->country = peerid_country_index(g->country);
 	route_snap_codes(snap, f->country, g, &f->region, &f->city);
-	if (f->country && ((g->region[0] && !f->region) || (g->city[0] && !f->city)))
+	if (queue && f->country && ((g->region[0] && !f->region) || (g->city[0] && !f->city)))
 		route_queue_codes(env, f->country, g);
 }
 
@@ -115,7 +115,7 @@ struct route_alloc {
 	struct met_child *allocations;
 	char domain[64];
 	char ttl[24];
-	int attempts_left;
+	int attempts, attempts_left;
 	char hex[PEERID_HEX_LEN + 1];
 	char key[160];
 };
@@ -171,7 +171,6 @@ static void
 route_alloc_done(redisReply *rep, int err, void *arg)
 {
 	struct route_alloc *a = arg;
-	struct route_state *st = atomic_load(&a->env->state);
 
 	if (!err && rep->type == REDIS_REPLY_STATUS) {
 		size_t rlen = strlen(a->rest);
@@ -199,7 +198,7 @@ route_alloc_done(redisReply *rep, int err, void *arg)
 				a->req, 503, 5, "peerid_exhausted",
 				"no free PeerID found for this network neighbourhood after %d "
 				"tries",
-				st->peerid_attempts);
+				a->attempts);
 			route_alloc_finish(a);
 			return;
 		}
@@ -210,15 +209,71 @@ route_alloc_done(redisReply *rep, int err, void *arg)
 	route_alloc_finish(a);
 }
 
+/* Allocations per client address and minute. A fixed table indexed by a
+ * keyed hash of the address keeps memory constant whatever the number of
+ * clients; a collision can only make two addresses share one budget. Each
+ * slot packs the minute (high 32 bits) and the count (low 32 bits) so one
+ * compare-and-swap updates it without a lock. */
+#define ROUTE_RATE_SLOTS 65536
+static _Atomic uint64_t route_rate[ROUTE_RATE_SLOTS];
+static unsigned char route_rate_key[crypto_shorthash_KEYBYTES];
+static pthread_once_t route_rate_once = PTHREAD_ONCE_INIT;
+
+static void
+route_rate_init(void)
+{
+	randombytes_buf(route_rate_key, sizeof(route_rate_key));
+}
+
+static bool
+route_rate_limited(const struct addr *client, long long max_per_minute)
+{
+	unsigned char h[crypto_shorthash_BYTES];
+	uint64_t slot, cur, next;
+	uint32_t minute = (uint32_t)(dmn_now_ms() / 60000);
+
+	if (max_per_minute <= 0)
+		return false;
+	pthread_once(&route_rate_once, route_rate_init);
+	crypto_shorthash(h, client->ip, sizeof(client->ip), route_rate_key);
+	memcpy(&slot, h, sizeof(slot));
+	_Atomic uint64_t *p = &route_rate[slot % ROUTE_RATE_SLOTS];
+	cur = atomic_load_explicit(p, memory_order_relaxed);
+	do {
+		uint32_t count = (uint32_t)(cur >> 32) == minute ? (uint32_t)cur : 0;
+		if (count >= max_per_minute)
+			return true;
+		next = (uint64_t)minute << 32 | (count + 1);
+	} while (!atomic_compare_exchange_weak_explicit(p, &cur, next, memory_order_relaxed,
+							memory_order_relaxed));
+	return false;
+}
+
 static void
 route_handle_route(struct http_req *req, void *arg)
 {
 	struct route_env *env = arg;
-	struct route_state *st = atomic_load(&env->state);
-	const struct route_snap *snap = atomic_load(&env->snap);
+	struct route_view view;
 	const struct route_domain *d;
 	struct route_geo g;
 	struct route_alloc *a;
+
+	/* HEAD would reserve a PeerID whose answer nobody reads. */
+	if (strcmp(http_req_method(req), "GET") != 0) {
+		http_reply_header(req, "Allow", "GET");
+		http_reply_error(req, 405, "method_not_allowed", "use GET");
+		return;
+	}
+	route_view_get(env, &view);
+	struct route_state *st = view.st;
+	const struct route_snap *snap = view.snap;
+	if (route_rate_limited(http_req_client(req), st->max_per_minute)) {
+		route_view_put(&view);
+		met_add(env->m.rate_limited, 1);
+		http_reply_retry(req, 429, 60, "rate_limited",
+				 "too many PeerIDs asked from this address; retry in a minute");
+		return;
+	}
 
 	atomic_fetch_add_explicit(&env->lookups, 1, memory_order_relaxed);
 	route_geo_lookup(st, http_req_client(req), &g);
@@ -232,6 +287,7 @@ route_handle_route(struct http_req *req, void *arg)
 				 "domain \"%s\" is not in the database yet; an operator must add "
 				 "it (PUT /v1/admin/domains/NAME)",
 				 st->default_domain);
+		route_view_put(&view);
 		return;
 	}
 	a = calloc(1, sizeof(*a));
@@ -248,16 +304,19 @@ route_handle_route(struct http_req *req, void *arg)
 	}
 	if (!a || !a->rest) {
 		free(a);
+		route_view_put(&view);
 		http_reply_error(req, 500, "internal", "out of memory");
 		return;
 	}
 	a->env = env;
 	a->req = req;
 	a->allocations = d->allocations;
-	a->attempts_left = st->peerid_attempts;
+	a->attempts = a->attempts_left = st->peerid_attempts;
 	snprintf(a->domain, sizeof(a->domain), "%s", d->name);
 	snprintf(a->ttl, sizeof(a->ttl), "%lld", st->peerid_ttl_s);
-	route_fields(env, snap, &g, &a->f);
+	route_fields(env, snap, &g, &a->f, true);
+	/* Everything the wait needs is copied: the references go now. */
+	route_view_put(&view);
 	/* Defer before submitting: the reply may arrive before we return. */
 	http_defer(req);
 	if (route_alloc_try(a) < 0) {
@@ -323,10 +382,8 @@ route_hash_field(const redisReply *h, const char *name)
 }
 
 static void
-route_handle_sources(struct http_req *req, void *arg)
+route_sources(struct http_req *req, struct route_env *env, const struct route_snap *snap)
 {
-	struct route_env *env = arg;
-	const struct route_snap *snap = atomic_load(&env->snap);
 	const char *ch = http_req_param(req, 0);
 	const char *dom = http_req_query(req, "domain");
 	const struct route_domain *self;
@@ -430,6 +487,15 @@ route_handle_sources(struct http_req *req, void *arg)
 	free(src);
 	freeReplyObject(ids);
 	http_reply_json(req, 200, out);
+}
+
+static void
+route_handle_sources(struct http_req *req, void *arg)
+{
+	struct route_view view;
+	route_view_get(arg, &view);
+	route_sources(req, arg, view.snap);
+	route_view_put(&view);
 }
 
 const struct http_route route_api_routes[] = {
@@ -895,12 +961,12 @@ route_handle_rule_delete(struct http_req *req, void *arg)
 			   "unknown_rule", NULL);
 }
 
+/* Read-only: looking an address up queues no region/city code, so whoever
+ * reaches the admin port cannot decide the order codes are assigned in. */
 static void
-route_handle_lookup(struct http_req *req, void *arg)
+route_lookup(struct http_req *req, struct route_env *env, const struct route_state *st,
+	     const struct route_snap *snap)
 {
-	struct route_env *env = arg;
-	struct route_state *st = atomic_load(&env->state);
-	const struct route_snap *snap = atomic_load(&env->snap);
 	const char *ip = http_req_query(req, "ip");
 	struct addr a;
 	struct route_geo g;
@@ -915,7 +981,7 @@ route_handle_lookup(struct http_req *req, void *arg)
 	}
 	route_geo_lookup(st, &a, &g);
 	const struct route_domain *d = route_snap_choose(snap, &g, st->default_domain);
-	route_fields(env, snap, &g, &f);
+	route_fields(env, snap, &g, &f, false);
 	peerid_encode(&f, &id);
 	peerid_format(id, hex, sizeof(hex));
 	hex[10] = '\0'; /* country..area: the node part is what allocation adds */
@@ -943,13 +1009,22 @@ route_handle_lookup(struct http_req *req, void *arg)
 }
 
 static void
+route_handle_lookup(struct http_req *req, void *arg)
+{
+	struct route_view view;
+	route_view_get(arg, &view);
+	route_lookup(req, arg, view.st, view.snap);
+	route_view_put(&view);
+}
+
+static void
 route_handle_readyz(struct http_req *req, void *arg)
 {
 	struct route_env *env = arg;
 	int rr = rds_ping(env->rds), pr = pg_ping(env->pg);
-	json_t *o = json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable",
-			      "postgres", pr == 0 ? "ok" : "unreachable", "domains_loaded",
-			      atomic_load(&env->snap) != NULL);
+	json_t *o =
+		json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable", "postgres",
+			  pr == 0 ? "ok" : "unreachable", "domains_loaded", env->snap != NULL);
 	if (rr == 0 && pr == 0)
 		http_reply_json(req, 200, o);
 	else {
@@ -959,10 +1034,8 @@ route_handle_readyz(struct http_req *req, void *arg)
 }
 
 static void
-route_handle_status(struct http_req *req, void *arg)
+route_status(struct http_req *req, struct route_env *env, const struct route_snap *snap)
 {
-	struct route_env *env = arg;
-	const struct route_snap *snap = atomic_load(&env->snap);
 	struct rds_stats rs;
 	json_t *domains = json_array();
 
@@ -1017,6 +1090,15 @@ route_handle_status(struct http_req *req, void *arg)
 				      (json_int_t)rs.commands, "errors", (json_int_t)rs.errors));
 	json_object_set_new(o, "postgres", json_pack("{s:b}", "up", atomic_load(&env->pg_up)));
 	http_reply_json(req, 200, o);
+}
+
+static void
+route_handle_status(struct http_req *req, void *arg)
+{
+	struct route_view view;
+	route_view_get(arg, &view);
+	route_status(req, arg, view.snap);
+	route_view_put(&view);
 }
 
 const struct http_route route_admin_routes[] = {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* route-server: the config table (keys, defaults, bounds, reloadable). */
 #include "route.h"
+#include "svc.h"
 
 #define K(sec, name, type, def, min, max, rel, help)                                               \
 	{                                                                                          \
@@ -8,25 +9,7 @@
 	}
 
 const struct cfg_key route_cfg_table[] = {
-	K("server", "listen", CFG_STR, "127.0.0.1:7003", 1, 1024, false,
-	  "public API addresses, comma separated"),
-	K("server", "admin_listen", CFG_STR, "127.0.0.1:8003", 1, 1024, false,
-	  "admin listener: healthz, readyz, status, metrics, admin API"),
-	K("server", "threads", CFG_INT, "0", 0, 256, false, "HTTP worker threads (0 = CPUs)"),
-	K("server", "connection_limit", CFG_INT, "20000", 16, 1000000, false,
-	  "max concurrent connections per listener"),
-	K("server", "request_timeout_s", CFG_INT, "30", 1, 3600, false, "idle connection timeout"),
-	K("server", "max_body", CFG_INT, "65536", 256, 16777216, false, "max request body bytes"),
-	K("server", "tls_cert", CFG_STR, "", 0, 4096, false, "PEM certificate: HTTPS on the API"),
-	K("server", "tls_key", CFG_STR, "", 0, 4096, false, "PEM private key for tls_cert"),
-	K("server", "trusted_proxies", CFG_STR, "", 0, 4096, true,
-	  "CIDR list allowed to set X-Forwarded-For"),
-	K("server", "admin_token", CFG_STR, "", 0, 256, true,
-	  "bearer token for mutating admin endpoints (empty = disabled)"),
-	K("server", "access_log", CFG_BOOL, "true", 0, 1, true, "one log line per request"),
-	K("server", "log_level", CFG_STR, "info", 1, 16, true, "debug|info|notice|warning|err"),
-	K("server", "drain_timeout_s", CFG_INT, "10", 0, 600, false,
-	  "SIGTERM waits this long for requests in flight"),
+	SVC_SERVER_KEYS("127.0.0.1:7003", "127.0.0.1:8003", "65536", "true"),
 	K("redis", "host", CFG_STR, "127.0.0.1", 1, 1024, false, "host or unix socket path"),
 	K("redis", "port", CFG_INT, "6379", 1, 65535, false, "TCP port"),
 	K("redis", "password", CFG_STR, "", 0, 512, false, "AUTH password"),
@@ -59,6 +42,8 @@ const struct cfg_key route_cfg_table[] = {
 	  "how long an allocated PeerID stays reserved"),
 	K("route", "peerid_attempts", CFG_INT, "8", 1, 64, true,
 	  "random node values tried before peerid_exhausted"),
+	K("route", "max_per_minute", CFG_INT, "120", 0, 100000000, true,
+	  "PeerIDs one client address may take per minute (0 = no limit)"),
 	K("route", "refresh_ms", CFG_INT, "2000", 100, 600000, true,
 	  "poll interval for domain/rule changes"),
 };

@@ -212,6 +212,7 @@ route_load_rules(PGconn *c, struct route_snap *s, char *err, size_t errsize)
 	s->rules = calloc((size_t)n + 1, sizeof(*s->rules));
 	if (!s->rules) {
 		PQclear(res);
+		snprintf(err, errsize, "out of memory");
 		return -ENOMEM;
 	}
 	for (int i = 0; i < n; i++) {
@@ -229,6 +230,14 @@ route_load_rules(PGconn *c, struct route_snap *s, char *err, size_t errsize)
 		r->domain = strdup(d->name);
 		r->domain_idx = (size_t)(d - s->domains);
 		s->nrules++;
+		/* A NULL region or city means "any": a failed copy must not turn
+		 * a rule into a wildcard. */
+		if (!r->domain || (!PQgetisnull(res, i, 4) && !r->region) ||
+		    (!PQgetisnull(res, i, 5) && !r->city)) {
+			PQclear(res);
+			snprintf(err, errsize, "out of memory");
+			return -ENOMEM;
+		}
 	}
 	PQclear(res);
 	return 0;
@@ -248,6 +257,7 @@ route_load_codes(PGconn *c, const char *sql, bool cities, struct route_code **re
 	v = calloc((size_t)PQntuples(res) + 1, sizeof(*v));
 	if (!v) {
 		PQclear(res);
+		snprintf(err, errsize, "out of memory");
 		return -ENOMEM;
 	}
 	for (int i = 0; i < PQntuples(res); i++) {
@@ -277,8 +287,11 @@ route_snap_load(struct route_env *env, PGconn *c, struct route_snap **ret, char 
 	PGresult *res;
 	int r = -ENOMEM;
 
-	if (!s)
+	if (!s) {
+		snprintf(err, errsize, "out of memory");
 		return -ENOMEM;
+	}
+	atomic_init(&s->refs, 1);
 	/* One snapshot = one consistent view, even while an admin edits. */
 	if (pg_exec(c, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", 0, NULL, err, errsize) <
 	    0) {
@@ -315,7 +328,10 @@ fail:
 void
 route_queue_codes(struct route_env *env, unsigned country, const struct route_geo *g)
 {
-	pthread_mutex_lock(&env->lock);
+	/* Never wait on the hot path: if the refresher holds the lock, the
+	 * name is simply queued by a later request. */
+	if (pthread_mutex_trylock(&env->lock) != 0)
+		return;
 	for (size_t i = 0; i < env->npending; i++) {
 		struct route_pending *p = &env->pending[i];
 		if (p->country == country && strcmp(p->region, g->region) == 0 &&
@@ -335,79 +351,183 @@ out:
 }
 
 /* Assigns the next free code under a parent. Two instances may pick the
- * same number at once; the unique index turns that into a retry. */
+ * same number at once; the unique index turns that into a retry. Returns 1
+ * when a row was added, 0 when another instance had added it, or -EIO
+ * with the server's message in err. */
 static int
-route_assign(PGconn *c, const char *sql, int nparams, const char *const *params)
+route_assign(PGconn *c, const char *sql, int nparams, const char *const *params, char *err,
+	     size_t errsize)
 {
-	char err[256], state[6];
+	char state[6];
 	for (int attempt = 0; attempt < 5; attempt++) {
-		PGresult *res = pg_query(c, sql, nparams, params, err, sizeof(err), state);
+		PGresult *res = pg_query(c, sql, nparams, params, err, errsize, state);
 		if (res) {
+			int added = strcmp(PQcmdTuples(res), "0") != 0;
 			PQclear(res);
-			return 0;
+			return added;
 		}
-		if (strcmp(state, "23505") != 0) {
-			log_warn("region/city code assignment failed: %s", err);
+		if (strcmp(state, "23505") != 0)
 			return -EIO;
-		}
 	}
-	return -EBUSY;
+	snprintf(err, errsize, "code conflicts kept repeating");
+	return -EIO;
+}
+
+/* Names whose assignment failed for a reason other than a race (a
+ * read-only database, a name PostgreSQL rejects) are not retried for a
+ * while, so one bad name costs one attempt per minute, not one per tick. */
+#define ROUTE_FAILED_MAX      256
+#define ROUTE_FAILED_RETRY_MS 60000
+static struct {
+	struct route_pending p;
+	long long until_ms;
+} route_failed[ROUTE_FAILED_MAX]; /* refresher thread only */
+static size_t route_nfailed;
+
+static bool
+route_failed_recently(const struct route_pending *p, long long now)
+{
+	for (size_t i = 0; i < route_nfailed; i++)
+		if (route_failed[i].until_ms > now && route_failed[i].p.country == p->country &&
+		    strcmp(route_failed[i].p.region, p->region) == 0 &&
+		    strcmp(route_failed[i].p.city, p->city) == 0)
+			return true;
+	return false;
 }
 
 static void
+route_failed_add(const struct route_pending *p, long long now)
+{
+	size_t slot = route_nfailed;
+	for (size_t i = 0; i < route_nfailed; i++)
+		if (route_failed[i].until_ms <= now) {
+			slot = i;
+			break;
+		}
+	if (slot == ROUTE_FAILED_MAX)
+		slot = (size_t)(now % ROUTE_FAILED_MAX); /* full: overwrite one */
+	else if (slot == route_nfailed)
+		route_nfailed++;
+	route_failed[slot].p = *p;
+	route_failed[slot].until_ms = now + ROUTE_FAILED_RETRY_MS;
+}
+
+/* Returns how many codes were added. */
+static int
 route_assign_pending(struct route_env *env, PGconn *c, struct route_pending *v, size_t n)
 {
-	const struct route_snap *s = atomic_load(&env->snap);
-	char country[8], region[8];
+	struct route_view view;
+	char country[8], region[8], err[256] = "";
+	long long now = dmn_now_ms();
+	int added = 0, failed = 0;
 
+	route_view_get(env, &view);
 	for (size_t i = 0; i < n; i++) {
 		struct route_geo g = { 0 };
 		unsigned rc = 0, cc = 0;
+		int r = 0;
+		if (route_failed_recently(&v[i], now))
+			continue;
 		snprintf(g.region, sizeof(g.region), "%s", v[i].region);
 		snprintf(g.city, sizeof(g.city), "%s", v[i].city);
 		snprintf(country, sizeof(country), "%u", v[i].country);
-		route_snap_codes(s, v[i].country, &g, &rc, &cc);
+		route_snap_codes(view.snap, v[i].country, &g, &rc, &cc);
 		if (g.region[0] && !rc) {
 			const char *p[] = { country, g.region };
-			route_assign(
+			r = route_assign(
 				c,
 				"INSERT INTO geo_regions (country, name, code) "
 				"SELECT $1::smallint, $2, LEAST(COALESCE(MAX(code) FILTER "
 				"(WHERE code < 63), 0) + 1, 63) FROM geo_regions WHERE "
 				"country = $1::smallint ON CONFLICT (country, name) DO NOTHING",
-				2, p);
-			/* The city needs the region's code: next round. */
-			continue;
-		}
-		if (g.city[0] && !cc) {
+				2, p, err, sizeof(err));
+			/* The city needs the region's code: a later round. */
+		} else if (g.city[0] && !cc) {
 			snprintf(region, sizeof(region), "%u", rc);
 			const char *p[] = { country, region, g.city };
-			route_assign(
+			r = route_assign(
 				c,
 				"INSERT INTO geo_cities (country, region, name, code) "
 				"SELECT $1::smallint, $2::smallint, $3, LEAST(COALESCE(MAX(code) "
 				"FILTER (WHERE code < 63), 0) + 1, 63) FROM geo_cities WHERE "
 				"country = $1::smallint AND region = $2::smallint "
 				"ON CONFLICT (country, region, name) DO NOTHING",
-				3, p);
+				3, p, err, sizeof(err));
+		}
+		if (r > 0)
+			added += r;
+		if (r < 0) {
+			failed++;
+			route_failed_add(&v[i], now);
 		}
 	}
+	route_view_put(&view);
+	if (failed)
+		log_warn("could not assign region/city codes to %d name%s (retried in %d s): %s",
+			 failed, failed == 1 ? "" : "s", ROUTE_FAILED_RETRY_MS / 1000, err);
+	return added;
 }
 
 /* ---------------------------------------------------------------- refresher */
 
+void
+route_view_get(struct route_env *env, struct route_view *ret)
+{
+	pthread_mutex_lock(&env->view_lock);
+	ret->st = env->state;
+	ret->snap = env->snap;
+	if (ret->st)
+		atomic_fetch_add(&ret->st->refs, 1);
+	if (ret->snap)
+		atomic_fetch_add(&ret->snap->refs, 1);
+	pthread_mutex_unlock(&env->view_lock);
+}
+
 static void
-route_swap_snap(struct route_env *env, struct route_snap *s)
+route_state_put(struct route_state *st)
+{
+	if (st && atomic_fetch_sub(&st->refs, 1) == 1)
+		route_state_free(st);
+}
+
+static void
+route_snap_put(struct route_snap *s)
+{
+	if (s && atomic_fetch_sub(&s->refs, 1) == 1)
+		route_snap_free(s);
+}
+
+void
+route_view_put(struct route_view *v)
+{
+	route_state_put(v->st);
+	route_snap_put(v->snap);
+	v->st = NULL;
+	v->snap = NULL;
+}
+
+void
+route_state_publish(struct route_env *env, struct route_state *st)
+{
+	struct route_state *old;
+	pthread_mutex_lock(&env->view_lock);
+	old = env->state;
+	env->state = st;
+	pthread_mutex_unlock(&env->view_lock);
+	route_state_put(old);
+}
+
+void
+route_snap_publish(struct route_env *env, struct route_snap *s)
 {
 	struct route_snap *old;
-	pthread_mutex_lock(&env->lock);
-	/* The snapshot retired last time is at least one refresh old: no
-	 * request that started before the previous swap is still using it. */
-	route_snap_free(env->snap_old);
-	old = atomic_exchange(&env->snap, s);
-	env->snap_old = old;
-	pthread_mutex_unlock(&env->lock);
-	met_set(env->m.generation, (double)s->generation);
+	pthread_mutex_lock(&env->view_lock);
+	old = env->snap;
+	env->snap = s;
+	pthread_mutex_unlock(&env->view_lock);
+	route_snap_put(old);
+	if (s)
+		met_set(env->m.generation, (double)s->generation);
 }
 
 static void *
@@ -422,10 +542,17 @@ route_refresher_main(void *arg)
 		return NULL;
 	pthread_mutex_lock(&env->lock);
 	while (!env->stopping) {
-		struct route_state *st = atomic_load(&env->state);
+		struct route_view view;
 		struct timespec ts;
+		long long refresh_ms = 2000;
+		pthread_mutex_unlock(&env->lock);
+		route_view_get(env, &view);
+		if (view.st)
+			refresh_ms = view.st->refresh_ms;
+		route_view_put(&view);
+		pthread_mutex_lock(&env->lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
-		long long ns = ts.tv_nsec + (long long)st->refresh_ms * 1000000;
+		long long ns = ts.tv_nsec + refresh_ms * 1000000;
 		ts.tv_sec += ns / 1000000000;
 		ts.tv_nsec = ns % 1000000000;
 		/* Pending code assignments wait for the next tick too: a flood
@@ -452,8 +579,7 @@ route_refresher_main(void *arg)
 			pthread_mutex_lock(&env->lock);
 			continue;
 		}
-		if (n)
-			route_assign_pending(env, c, batch, n);
+		int added = n ? route_assign_pending(env, c, batch, n) : 0;
 		long long gen = -1;
 		PGresult *res = pg_query(c, "SELECT generation FROM route_generation WHERE id = 1",
 					 0, NULL, err, sizeof(err), NULL);
@@ -462,15 +588,19 @@ route_refresher_main(void *arg)
 				gen = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 			PQclear(res);
 		}
-		const struct route_snap *cur = atomic_load(&env->snap);
-		if (res && (forced || n || !cur || gen != cur->generation)) {
+		route_view_get(env, &view);
+		long long cur_gen = view.snap ? view.snap->generation : -1;
+		route_view_put(&view);
+		/* Reload only for a change: a new generation, codes this instance
+		 * added, or a forced refresh (an admin change, a reload). */
+		if (res && (forced || added > 0 || gen != cur_gen)) {
 			struct route_snap *s;
 			if (route_snap_load(env, c, &s, err, sizeof(err)) == 0) {
-				if (!cur || s->generation != cur->generation)
+				if (s->generation != cur_gen)
 					log_notice("domains and rules reloaded: generation %lld, "
 						   "%zu domains, %zu rules",
 						   s->generation, s->ndomains, s->nrules);
-				route_swap_snap(env, s);
+				route_snap_publish(env, s);
 			} else {
 				log_err("reloading domains failed: %s", err);
 			}

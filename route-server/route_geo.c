@@ -73,6 +73,7 @@ route_state_new(struct cfg *cfg, char *err, size_t errsize)
 		snprintf(err, errsize, "out of memory");
 		return NULL;
 	}
+	atomic_init(&st->refs, 1);
 	st->cfg = cfg;
 	paths[0] = st->path_country;
 	paths[1] = st->path_region;
@@ -133,6 +134,7 @@ route_state_new(struct cfg *cfg, char *err, size_t errsize)
 	st->default_domain = cfg_str(cfg, "route", "default_domain");
 	st->peerid_ttl_s = cfg_int(cfg, "route", "peerid_ttl_s");
 	st->peerid_attempts = (int)cfg_int(cfg, "route", "peerid_attempts");
+	st->max_per_minute = cfg_int(cfg, "route", "max_per_minute");
 	st->refresh_ms = (int)cfg_int(cfg, "route", "refresh_ms");
 	return st;
 fail:

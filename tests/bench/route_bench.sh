@@ -177,6 +177,8 @@ $geo_conf
 nettype_file = $ROOT/deploy/examples/nettype.csv
 ; short: the bench allocates a PeerID per request
 peerid_ttl_s = 60
+; the bench's few thousand addresses each ask many times a minute
+max_per_minute = 0
 refresh_ms = 200
 EOF
 "$BIN" --config "$tmp/route-server.ini" --migrate >"$tmp/migrate.log" 2>&1 || {

@@ -1445,3 +1445,51 @@ def test_sigterm_exits_zero_while_busy(rs):
         except (AssertionError, OSError, http.client.HTTPException):
             pass  # refused after the listener closed: fine
     assert rc == 0, "exit status %r after SIGTERM under load" % rc
+
+
+# ------------------------------------------------------------ review fixes
+
+
+def test_rate_limit_per_address(route_server):
+    """max_per_minute bounds the PeerIDs one client address can reserve (a
+    flood could otherwise fill a neighbourhood's 65,536 node values); other
+    addresses keep their own budget."""
+    rs = route_server({"route": {"max_per_minute": 5}})
+    rs.put_domain("default", DEFAULT_IS)
+    for _ in range(5):
+        route_json(rs, NETS["beijing"].ip)
+    r = rs.route(xff=NETS["beijing"].ip)
+    assert_error(r, 429, "rate_limited")
+    assert r.header("Retry-After"), r
+    route_json(rs, NETS["sanjose"].ip)  # another address is not affected
+    assert metric_value(metrics(rs), "p2pcdn_route_rate_limited_total") >= 1
+
+
+def test_head_route_allocates_nothing(route_server):
+    rs = route_server()
+    rs.put_domain("default", DEFAULT_IS)
+    r = http_request("127.0.0.1", rs.port, "HEAD", "/v1/route")
+    assert r.status == 405, r
+
+
+def test_xff_on_several_header_lines(route_server):
+    """A proxy may add its own X-Forwarded-For line and keep the client's:
+    all lines are read in order, so the client cannot pick its address by
+    sending the first line itself."""
+    rs = route_server({"server": {"trusted_proxies": "127.0.0.1/32"}})
+    rs.put_domain("default", DEFAULT_IS)
+    s = socket.create_connection(("127.0.0.1", rs.port), timeout=10)
+    try:
+        s.sendall(("GET /v1/route HTTP/1.1\r\nHost: t\r\nConnection: close\r\n"
+                   "X-Forwarded-For: 8.8.4.4\r\nX-Forwarded-For: %s\r\n\r\n"
+                   % NETS["beijing"].ip).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    body = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert body["geo"]["ip"] == NETS["beijing"].ip, body

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: MIT
+/* tracker: argv, config, start-up, the signal loop and teardown. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmn.h"
+#include "log.h"
+#include "svc.h"
+#include "trk.h"
+
+#define TRK_SUMMARY "BitTorrent tracker, program catalog and torrent store (seed 003 §3.2–3.3)"
+
+/* Checks the [tracker] values the table alone cannot express. */
+static int
+trk_validate(const struct cfg *c, char *err, size_t errsize)
+{
+	const char *mode = cfg_str(c, "tracker", "mode");
+	const char *udp = cfg_str(c, "tracker", "udp_listen");
+	char msg[256];
+
+	if (svc_validate(c, err, errsize) < 0)
+		return -EINVAL;
+	if (strcmp(mode, "open") != 0 && strcmp(mode, "whitelist") != 0) {
+		snprintf(err, errsize, "tracker.mode: \"%s\" is not open or whitelist", mode);
+		return -EINVAL;
+	}
+	if (*udp && http_listen_check(udp, msg, sizeof(msg)) < 0) {
+		snprintf(err, errsize, "tracker.udp_listen: %s", msg);
+		return -EINVAL;
+	}
+	if (cfg_int(c, "tracker", "numwant_default") > cfg_int(c, "tracker", "numwant_max")) {
+		snprintf(err, errsize, "tracker.numwant_default is above tracker.numwant_max");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The settings announces read, as atomics. */
+static void
+trk_apply(struct trk_env *env, const struct cfg *c)
+{
+	atomic_store(&env->interval_s, (unsigned)cfg_int(c, "tracker", "interval_s"));
+	atomic_store(&env->min_interval_s, (unsigned)cfg_int(c, "tracker", "min_interval_s"));
+	atomic_store(&env->numwant_default, (unsigned)cfg_int(c, "tracker", "numwant_default"));
+	atomic_store(&env->numwant_max, (unsigned)cfg_int(c, "tracker", "numwant_max"));
+	atomic_store(&env->peer_timeout_s, (unsigned)cfg_int(c, "tracker", "peer_timeout_s"));
+	atomic_store(&env->whitelist_mode, strcmp(cfg_str(c, "tracker", "mode"), "whitelist") == 0);
+	atomic_store(&env->allow_ip_param, cfg_bool(c, "tracker", "allow_ip_param"));
+	atomic_store(&env->full_scrape, cfg_bool(c, "tracker", "full_scrape"));
+}
+
+/* SIGHUP. The tracker's reloadable keys are all plain values: validate the
+ * new file, then apply; the old values stay on any error. */
+static void
+trk_reload(struct trk_env *env)
+{
+	char err[512], fixed[512];
+	struct cfg *c;
+
+	dmn_notify("RELOADING=1");
+	c = cfg_load(trk_cfg_table, trk_cfg_n, env->cfg_path, err, sizeof(err));
+	if (!c) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		goto out;
+	}
+	if (trk_validate(c, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s: %s", env->cfg_path,
+			err);
+		cfg_free(c);
+		goto out;
+	}
+	if (cfg_diff_fixed(env->cfg0, c, fixed, sizeof(fixed)) > 0)
+		log_warn("reload: %s changed but only take effect after a restart", fixed);
+	svc_apply(c, env->api, env->admin, true);
+	trk_apply(env, c);
+	cfg_free(c);
+	trk_catalog_refresh_soon(env);
+	log_notice("configuration reloaded from %s", env->cfg_path);
+out:
+	dmn_notify("READY=1");
+}
+
+static void
+trk_collect(void *arg)
+{
+	struct trk_env *env = arg;
+	struct trk_store_stats st;
+
+	trk_store_stats(env->store, &st);
+	met_set(env->m.torrents, (double)st.torrents);
+	met_set(env->m.peers4, (double)st.peers4);
+	met_set(env->m.peers6, (double)st.peers6);
+	met_set(env->m.seeders, (double)st.seeders);
+	met_set(env->m.leechers, (double)st.leechers);
+	met_set(env->m.bytes, (double)st.bytes);
+	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+}
+
+static struct met_child *
+trk_gauge(struct met_registry *r, const char *name, const char *help)
+{
+	struct met *m = met_new(r, MET_GAUGE, name, help, NULL, NULL, 0);
+	return m ? met_child(m) : NULL;
+}
+
+static int
+trk_metrics_init(struct trk_env *env)
+{
+	struct met_registry *r = env->reg;
+	struct met *m;
+
+	if (http_metrics_init(&env->http_metrics, r) < 0)
+		return -ENOMEM;
+	env->m.announces = met_new(r, MET_COUNTER, "p2pcdn_tracker_announces_total",
+				   "Announces answered, by protocol.", "proto", NULL, 0);
+	env->m.scrapes = met_new(r, MET_COUNTER, "p2pcdn_tracker_scrapes_total",
+				 "Scrapes answered, by protocol.", "proto", NULL, 0);
+	env->m.failures =
+		met_new(r, MET_COUNTER, "p2pcdn_tracker_failures_total",
+			"Requests refused, by protocol and reason.", "proto,reason", NULL, 0);
+	m = met_new(r, MET_COUNTER, "p2pcdn_tracker_expired_peers_total",
+		    "Peers dropped for silence.", NULL, NULL, 0);
+	env->m.expired = m ? met_child(m) : NULL;
+	env->m.torrents = trk_gauge(r, "p2pcdn_tracker_torrents", "Torrents in memory.");
+	env->m.peers4 = trk_gauge(r, "p2pcdn_tracker_peers_ipv4", "IPv4 peers in memory.");
+	env->m.peers6 = trk_gauge(r, "p2pcdn_tracker_peers_ipv6", "IPv6 peers in memory.");
+	env->m.seeders = trk_gauge(r, "p2pcdn_tracker_seeders", "Seeders in memory.");
+	env->m.leechers = trk_gauge(r, "p2pcdn_tracker_leechers", "Leechers in memory.");
+	env->m.bytes = trk_gauge(r, "p2pcdn_tracker_store_bytes", "Heap bytes of the swarm store.");
+	env->m.uptime = trk_gauge(r, "p2pcdn_uptime_seconds", "Seconds since start.");
+	m = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
+	if (m)
+		met_set(met_child(m, P2PCDN_VERSION), 1);
+	if (!env->m.announces || !env->m.scrapes || !env->m.failures || !env->m.expired ||
+	    !env->m.torrents || !env->m.peers4 || !env->m.peers6 || !env->m.seeders ||
+	    !env->m.leechers || !env->m.bytes || !env->m.uptime || !m)
+		return -ENOMEM;
+	return met_add_collector(r, trk_collect, env);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct trk_env env = { 0 };
+	struct cfg_args args;
+	char err[1024];
+	int r, ret = 1;
+
+	if (dmn_signals_init() < 0 || sodium_init() < 0) {
+		fprintf(stderr, "tracker: cannot set up signals or libsodium\n");
+		return 1;
+	}
+	log_init("tracker");
+	r = cfg_args_parse(argc, argv, "tracker", TRK_SUMMARY, trk_cfg_table, trk_cfg_n, &args);
+	if (r)
+		return r > 0 ? 0 : 2;
+	env.cfg_path = args.config;
+	env.cfg0 = cfg_load(trk_cfg_table, trk_cfg_n, args.config, err, sizeof(err));
+	if (!env.cfg0) {
+		fprintf(stderr, "tracker: %s\n", err);
+		return 1;
+	}
+	if (trk_validate(env.cfg0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "tracker: %s: %s\n", args.config, err);
+		cfg_free(env.cfg0);
+		return 1;
+	}
+	if (args.check) {
+		printf("%s: configuration OK\n", args.config);
+		cfg_free(env.cfg0);
+		return 0;
+	}
+	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
+	pthread_mutex_init(&env.lock, NULL);
+	env.started_ms = dmn_now_ms();
+	trk_apply(&env, env.cfg0);
+	randombytes_buf(env.udp_secret, sizeof(env.udp_secret));
+
+	r = svc_pg_start(env.cfg0, args.migrate, &env.pg);
+	if (r) {
+		ret = r > 0 ? 0 : 1;
+		goto out;
+	}
+	if (trk_catalog_load_whitelist(&env, err, sizeof(err)) < 0) {
+		log_err("loading registered programs: %s", err);
+		goto out;
+	}
+	env.reg = met_registry_new();
+	if (!env.reg || trk_metrics_init(&env) < 0) {
+		log_err("out of memory setting up metrics");
+		goto out;
+	}
+	env.store = trk_store_new((unsigned)cfg_int(env.cfg0, "tracker", "shard_bits"),
+				  (size_t)cfg_int(env.cfg0, "tracker", "max_torrents"),
+				  (size_t)cfg_int(env.cfg0, "tracker", "max_peers"));
+	env.loop = evl_new();
+	if (!env.store || !env.loop) {
+		log_err("out of memory");
+		goto out;
+	}
+	if (trk_catalog_start(&env) < 0) {
+		log_err("cannot start the catalog thread");
+		goto out;
+	}
+	const char *udp = cfg_str(env.cfg0, "tracker", "udp_listen");
+	if (*udp && trk_udp_start(&env, udp, err, sizeof(err)) < 0) {
+		log_err("UDP tracker: %s", err);
+		goto out;
+	}
+	env.api = svc_listen(env.cfg0, true, true, trk_api_routes, trk_api_nroutes, &env, env.reg,
+			     &env.http_metrics, true, err, sizeof(err));
+	if (!env.api) {
+		log_err("%s", err);
+		goto out;
+	}
+	env.admin = svc_listen(env.cfg0, false, false, trk_admin_routes, trk_admin_nroutes, &env,
+			       env.reg, &env.http_metrics, false, err, sizeof(err));
+	if (!env.admin) {
+		log_err("%s", err);
+		goto out;
+	}
+	log_notice("ready: http on %s, udp on %s, admin on %s, mode %s, %zu programs registered",
+		   cfg_str(env.cfg0, "server", "listen"), *udp ? udp : "(off)",
+		   cfg_str(env.cfg0, "server", "admin_listen"),
+		   cfg_str(env.cfg0, "tracker", "mode"),
+		   atomic_load(&env.wl) ? atomic_load(&env.wl)->n : 0);
+	dmn_notify("READY=1");
+
+	for (;;) {
+		enum dmn_event ev = dmn_wait(-1);
+		if (ev == DMN_STOP)
+			break;
+		if (ev == DMN_RELOAD)
+			trk_reload(&env);
+	}
+	dmn_notify("STOPPING=1");
+	log_notice("stopping: draining requests in flight");
+	http_server_drain(env.api, (int)cfg_int(env.cfg0, "server", "drain_timeout_s") * 1000);
+	http_server_drain(env.admin, 1000);
+	ret = 0;
+	log_notice("stopped");
+out:
+	trk_udp_stop(&env);
+	http_server_free(env.api);
+	http_server_free(env.admin);
+	trk_catalog_stop(&env); /* flushes the last counts */
+	evl_free(env.loop);
+	trk_store_free(env.store);
+	if (env.wl) {
+		struct trk_whitelist *wl = atomic_load(&env.wl);
+		free(wl->v);
+		free(wl);
+	}
+	if (env.wl_old) {
+		free(env.wl_old->v);
+		free(env.wl_old);
+	}
+	pg_pool_free(env.pg);
+	met_registry_free(env.reg);
+	cfg_free(env.cfg0);
+	pthread_mutex_destroy(&env.lock);
+	sodium_memzero(env.udp_secret, sizeof(env.udp_secret));
+	return ret;
+}
