@@ -10,7 +10,7 @@ PKGS="build-essential pkg-config clang libclang-rt-14-dev clang-format
 libmicrohttpd-dev libevent-dev libjansson-dev libhiredis-dev libpq-dev
 libmaxminddb-dev libsodium-dev libinih-dev libcmocka-dev
 redis-server postgresql-15 postgresql-client-15
-python3 python3-pytest
+python3 python3-pytest python3-libtorrent aria2
 libmaxmind-db-writer-perl mmdb-bin
 curl wrk nginx-light"
 
