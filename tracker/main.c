@@ -50,6 +50,10 @@ trk_apply(struct trk_env *env, const struct cfg *c)
 	atomic_store(&env->whitelist_mode, strcmp(cfg_str(c, "tracker", "mode"), "whitelist") == 0);
 	atomic_store(&env->allow_ip_param, cfg_bool(c, "tracker", "allow_ip_param"));
 	atomic_store(&env->full_scrape, cfg_bool(c, "tracker", "full_scrape"));
+	atomic_store(&env->full_scrape_min_s, (unsigned)cfg_int(c, "tracker", "full_scrape_min_s"));
+	atomic_store(&env->flush_s, (unsigned)cfg_int(c, "tracker", "flush_s"));
+	atomic_store(&env->whitelist_refresh_s,
+		     (unsigned)cfg_int(c, "tracker", "whitelist_refresh_s"));
 }
 
 /* SIGHUP. The tracker's reloadable keys are all plain values: validate the

@@ -123,6 +123,7 @@ struct trk_env {
 
 	/* settings read on every announce; written only on SIGHUP (atomics) */
 	atomic_uint interval_s, min_interval_s, numwant_default, numwant_max, peer_timeout_s;
+	atomic_uint full_scrape_min_s, flush_s, whitelist_refresh_s;
 	atomic_bool whitelist_mode, allow_ip_param, full_scrape;
 
 	_Atomic(struct trk_whitelist *) wl;

@@ -35,6 +35,13 @@ trk_flushed_cmp(const void *a, const void *b)
 	return memcmp(a, b, TRK_HASH_LEN);
 }
 
+/* bsearch with n == 0 and a NULL base is undefined behaviour. */
+static struct trk_flushed *
+trk_flushed_find(struct trk_flushed *v, size_t n, const uint8_t *ih)
+{
+	return n ? bsearch(ih, v, n, sizeof(*v), trk_flushed_cmp) : NULL;
+}
+
 /* ---------------------------------------------------------------- whitelist */
 
 static int
@@ -144,8 +151,7 @@ trk_flush_collect(const uint8_t ih[TRK_HASH_LEN], const struct trk_counts *c, si
 	/* Only registered programs are in the catalog. */
 	if (!trk_registered(b->env, ih))
 		return;
-	struct trk_flushed *f =
-		bsearch(ih, cat->flushed, cat->nflushed, sizeof(*f), trk_flushed_cmp);
+	struct trk_flushed *f = trk_flushed_find(cat->flushed, cat->nflushed, ih);
 	if (f) {
 		delta = c->completed >= f->completed ? c->completed - f->completed : c->completed;
 		f->completed = c->completed;
@@ -178,8 +184,7 @@ trk_flush(struct trk_env *env, struct trk_catalog *cat)
 			for (size_t i = 0; i < wl->n; i++) {
 				memcpy(nf[i].h, wl->v[i], TRK_HASH_LEN);
 				struct trk_flushed *o =
-					bsearch(wl->v[i], cat->flushed, cat->nflushed, sizeof(*o),
-						trk_flushed_cmp);
+					trk_flushed_find(cat->flushed, cat->nflushed, wl->v[i]);
 				nf[i].completed = o ? o->completed : 0;
 			}
 			free(cat->flushed);
@@ -256,7 +261,7 @@ trk_catalog_main(void *arg)
 			if (trk_catalog_load_whitelist(env, err, sizeof(err)) < 0)
 				log_warn("whitelist refresh failed (keeping the last one): %s",
 					 err);
-			next_wl = now + cfg_int(env->cfg0, "tracker", "whitelist_refresh_s");
+			next_wl = now + atomic_load(&env->whitelist_refresh_s);
 		}
 		if (now >= next_expire) {
 			size_t n = trk_store_expire(env->store, (uint32_t)now,
@@ -267,7 +272,7 @@ trk_catalog_main(void *arg)
 		}
 		if (now >= next_flush) {
 			trk_flush(env, cat);
-			next_flush = now + cfg_int(env->cfg0, "tracker", "flush_s");
+			next_flush = now + atomic_load(&env->flush_s);
 		}
 		pthread_mutex_lock(&env->lock);
 	}

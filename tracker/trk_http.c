@@ -281,7 +281,7 @@ trk_full_scrape(struct http_req *req, struct trk_env *env, struct jw *w)
 		slot = (slot ^ a->ip[i]) * 16777619u;
 	slot %= TRK_FULL_SCRAPE_SLOTS;
 	uint32_t last = atomic_load(&trk_full_scrape_last[slot]);
-	unsigned min = (unsigned)cfg_int(env->cfg0, "tracker", "full_scrape_min_s");
+	unsigned min = atomic_load(&env->full_scrape_min_s);
 	if (last && now - last < min) {
 		jw_discard(w);
 		trk_fail(req, env, "rate_limited", "full scrape rate limited; try again later");

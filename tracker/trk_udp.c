@@ -326,8 +326,9 @@ trk_udp_scrape(struct trk_udp *u, const struct trk_udp_req *req, uint8_t *out)
 {
 	struct trk_env *env = u->env;
 
-	/* Check them all first: a rejected hash fails the whole request,
-	 * as the HTTP scrape does. */
+	/* Check them all first. UDP scrape answers are positional, so an
+	 * unregistered hash cannot be left out as the HTTP scrape leaves it
+	 * out: the whole request fails instead. */
 	for (size_t i = 0; i < req->nhashes; i++)
 		if (!trk_allowed(env, req->hashes + i * TRK_HASH_LEN))
 			return trk_udp_error(u, req, "torrent not registered", "not_registered",

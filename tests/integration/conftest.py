@@ -6,18 +6,22 @@ route-server instances (checking exit status and sanitizer reports).
 
 Binary: $P2PCDN_BIN, else build-asan/bin/route-server if it exists, else
 build/bin/route-server (relative to the repo root). Missing binary = failure.
+
+The `tracker` factory does the same for the tracker (PostgreSQL only):
+$P2PCDN_TRACKER_BIN, else build-asan/bin/tracker, else build/bin/tracker.
 """
 
 import itertools
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 
 import pytest
 
-from p2ptest import REPO, Resp, free_port, http_request, wait_until
+from p2ptest import REPO, Resp, free_port, free_port_tcp_udp, http_request, wait_until
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -596,6 +600,9 @@ def route_server(route_binary, tmp_path, redis_server, postgres_server, pgdb, mm
                 "asn_db": os.path.join(mmdb_dir, "asn.mmdb"),
                 "default_domain": "default",
                 "refresh_ms": 500,
+                # Tests ask for thousands of PeerIDs from one address; the
+                # per-address limit has its own test.
+                "max_per_minute": 0,
             },
         }
         rs = RouteServer(route_binary, d, _merge(base, cfg), extra)
@@ -628,3 +635,178 @@ def rs(route_server):
     srv = route_server()
     srv.put_domain("default", ["http://127.0.0.1:7004"])
     return srv
+
+
+# --------------------------------------------------------------- tracker
+
+
+def tracker_binary():
+    """$P2PCDN_TRACKER_BIN, else build-asan/bin/tracker, else build/bin/tracker."""
+    env = os.environ.get("P2PCDN_TRACKER_BIN")
+    if env:
+        path = env if os.path.isabs(env) else os.path.join(REPO, env)
+    else:
+        asan = os.path.join(REPO, "build-asan", "bin", "tracker")
+        path = asan if os.path.exists(asan) else os.path.join(REPO, "build", "bin", "tracker")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail("tracker binary not found at %s (build it with `make` or `make SANITIZE=1`, "
+                    "or set P2PCDN_TRACKER_BIN)" % path)
+    return path
+
+
+class Tracker(RouteServer):
+    """One tracker process: its config file, logs, HTTP API (IPv4 and, when
+    asked, a [::1] listener), UDP port and admin listener. Reuses the
+    route-server process handling; messages name the tracker."""
+
+    NAME = "tracker"
+
+    def __init__(self, binary, workdir, cfg, extra=""):  # pylint: disable=super-init-not-called
+        self.binary = binary
+        self.dir = workdir
+        self.config_path = os.path.join(workdir, "tracker.ini")
+        self.stderr_path = os.path.join(workdir, "stderr.log")
+        self.stdout_path = os.path.join(workdir, "stdout.log")
+        self.proc = None
+        self.cfg = cfg
+        self.write_config(cfg, extra)
+        self.host, self.port, self.host6, self.port6 = "127.0.0.1", None, None, None
+        for part in cfg["server"]["listen"].split(","):
+            h, p = part.strip().rsplit(":", 1)
+            if h.startswith("["):
+                self.host6, self.port6 = h.strip("[]"), int(p)
+            elif self.port is None:
+                self.host, self.port = h, int(p)
+        ahost, aport = cfg["server"]["admin_listen"].rsplit(":", 1)
+        self.admin_host = ahost.strip("[] ")
+        self.admin_port = int(aport)
+        udp = cfg["tracker"].get("udp_listen") or ""
+        first = udp.split(",")[0].rsplit(":", 1)
+        self.udp_port = int(first[1]) if len(first) == 2 and first[1].isdigit() else None
+        self.stopped_rc = None
+        self.pg = None
+        self.db = None
+
+    def wait_healthy(self, timeout=30):
+        def up():
+            if self.proc.poll() is not None:
+                raise AssertionError("%s exited with %d before /healthz answered; stderr:\n%s"
+                                     % (self.NAME, self.proc.returncode, self.stderr()[-4000:]))
+            try:
+                return self.admin("GET", "/healthz", timeout=2).status == 200
+            except OSError:
+                return False
+
+        try:
+            wait_until(up, timeout=timeout, interval=0.05, what="%s /healthz" % self.NAME)
+        except AssertionError as e:
+            if self.proc.poll() is not None:
+                raise AssertionError(str(e).split("last: ", 1)[-1]) from None
+            raise
+
+    def signal(self, sig):
+        assert self.alive(), "%s is not running; stderr:\n%s" % (self.NAME, self.stderr()[-3000:])
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout=20):
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("%s still running after %ds; stderr:\n%s"
+                                 % (self.NAME, timeout, self.stderr()[-3000:]))
+        return self.stop()
+
+    def problems(self, expect_rc=0):
+        out = []
+        started = self.proc is not None or self.stopped_rc is not None
+        rc = self.stop()
+        if started and expect_rc is not None and rc != expect_rc:
+            out.append("%s %s: exit status %r after SIGTERM, expected %r" % (self.NAME, self.dir, rc, expect_rc))
+        err = self.stderr()
+        for mark in SANITIZER_MARKS:
+            if mark in err:
+                i = err.index(mark)
+                out.append("%s %s: sanitizer report:\n%s" % (self.NAME, self.dir, err[max(0, i - 200):i + 4000]))
+                break
+        if out:
+            out.append("--- stderr tail ---\n" + err[-3000:])
+        return out
+
+    def get6(self, path, headers=None, timeout=10):
+        assert self.port6, "this tracker has no [::1] listener (ask for ipv6=True)"
+        return http_request(self.host6, self.port6, "GET", path, headers=headers, timeout=timeout)
+
+    def api(self, method, path, body=None, token=None, headers=None, timeout=10):
+        """A request on the public API. token: None = no Authorization, True
+        = the configured admin token, a string = that token."""
+        h = dict(headers or {})
+        if token is True:
+            token = self.cfg["server"].get("admin_token")
+        if token is not None:
+            h["Authorization"] = "Bearer %s" % token
+        return http_request(self.host, self.port, method, path, body=body, headers=h, timeout=timeout)
+
+
+@pytest.fixture
+def tracker(postgres_server, pgdb, tmp_path):
+    """Factory: tracker(cfg=None, extra="", start=True, migrate=True,
+    ipv6=False, udp=True, db=None, pg=None, expect_rc=0) -> Tracker.
+
+    Defaults: HTTP and UDP on one free 127.0.0.1 port, open mode, counts
+    flushed and the whitelist re-read every second. ipv6=True adds a [::1]
+    HTTP listener. Every instance is stopped with SIGTERM at the end; an
+    exit status other than expect_rc (None = any) or a sanitizer report
+    fails the test."""
+    binary = tracker_binary()
+    made = []
+    counter = itertools.count(1)
+
+    def make(cfg=None, extra="", start=True, migrate=True, ipv6=False, udp=True, db=None, pg=None,
+             expect_rc=0):
+        n = next(counter)
+        d = str(tmp_path / ("trk%d" % n))
+        os.makedirs(d)
+        port = free_port_tcp_udp()
+        listen = "127.0.0.1:%d" % port
+        if ipv6:
+            listen += ",[::1]:%d" % free_port(socket.AF_INET6, "::1")
+        base = {
+            "server": {
+                "listen": listen,
+                "admin_listen": "127.0.0.1:%d" % free_port(),
+                "threads": 2,
+                "admin_token": ADMIN_TOKEN,
+                "drain_timeout_s": 2,
+                "log_level": "info",
+            },
+            "postgres": {
+                "conninfo": (pg or postgres_server).conninfo(db or pgdb),
+                "pool_size": 2,
+            },
+            "tracker": {
+                "udp_listen": ("127.0.0.1:%d" % port) if udp else "",
+                "mode": "open",
+                "flush_s": 1,
+                "whitelist_refresh_s": 1,
+                "shard_bits": 4,
+            },
+        }
+        t = Tracker(binary, d, _merge(base, cfg), extra)
+        t.expect_rc = expect_rc
+        t.pg = pg or postgres_server
+        t.db = db or pgdb
+        made.append(t)
+        if migrate:
+            t.migrate()
+        if start:
+            t.start()
+        return t
+
+    try:
+        yield make
+    finally:
+        problems = []
+        for t in made:
+            problems += t.problems(getattr(t, "expect_rc", 0))
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)

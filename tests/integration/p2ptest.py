@@ -308,3 +308,117 @@ def metric_value(samples, name, **labels):
     None when there is none."""
     vals = [v for n, l, v in samples if n == name and all(l.get(k) == str(x) for k, x in labels.items())]
     return sum(vals) if vals else None
+
+
+# -------------------------------------------------------------- bencode
+
+
+class BencodeError(ValueError):
+    pass
+
+
+def bdecode(data):
+    """Strict BEP 3 decoder: canonical integers (no leading zeros, no -0),
+    canonical string lengths, dictionary keys byte strings in strictly
+    increasing order, nothing after the value. Strings come back as bytes,
+    dictionaries as dicts with bytes keys. Raises BencodeError."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise BencodeError("not bytes: %r" % type(data))
+    data = bytes(data)
+    value, pos = _bdecode_at(data, 0, 0)
+    if pos != len(data):
+        raise BencodeError("%d trailing bytes after the value: %r" % (len(data) - pos, data[pos:pos + 40]))
+    return value
+
+
+def _bdecode_digits(data, pos, end_char, allow_minus):
+    end = data.find(end_char, pos)
+    if end < 0:
+        raise BencodeError("unterminated number at byte %d" % pos)
+    s = data[pos:end]
+    neg = allow_minus and s.startswith(b"-")
+    digits = s[1:] if neg else s
+    if not digits or not digits.isdigit() or not all(48 <= c <= 57 for c in digits):
+        raise BencodeError("bad number %r at byte %d" % (s, pos))
+    if len(digits) > 1 and digits[0:1] == b"0":
+        raise BencodeError("leading zero in %r at byte %d" % (s, pos))
+    if neg and digits == b"0":
+        raise BencodeError("negative zero at byte %d" % pos)
+    return (-int(digits) if neg else int(digits)), end + 1
+
+
+def _bdecode_at(data, pos, depth):
+    if depth > 64:
+        raise BencodeError("nested too deep")
+    if pos >= len(data):
+        raise BencodeError("truncated at byte %d" % pos)
+    c = data[pos:pos + 1]
+    if c == b"i":
+        return _bdecode_digits(data, pos + 1, b"e", True)
+    if c.isdigit():
+        n, start = _bdecode_digits(data, pos, b":", False)
+        if start + n > len(data):
+            raise BencodeError("string of %d bytes at byte %d runs past the end" % (n, pos))
+        return data[start:start + n], start + n
+    if c == b"l":
+        out, pos = [], pos + 1
+        while data[pos:pos + 1] != b"e":
+            if pos >= len(data):
+                raise BencodeError("unterminated list")
+            v, pos = _bdecode_at(data, pos, depth + 1)
+            out.append(v)
+        return out, pos + 1
+    if c == b"d":
+        out, pos, last = {}, pos + 1, None
+        while data[pos:pos + 1] != b"e":
+            if pos >= len(data):
+                raise BencodeError("unterminated dictionary")
+            if not data[pos:pos + 1].isdigit():
+                raise BencodeError("dictionary key at byte %d is not a string" % pos)
+            k, pos = _bdecode_at(data, pos, depth + 1)
+            if last is not None and k <= last:
+                raise BencodeError("dictionary key %r after %r: not strictly sorted" % (k, last))
+            last = k
+            v, pos = _bdecode_at(data, pos, depth + 1)
+            out[k] = v
+        return out, pos + 1
+    raise BencodeError("unexpected %r at byte %d" % (c, pos))
+
+
+def bencode(v):
+    """Canonical encoder: str keys/values are UTF-8, dict keys sorted."""
+    if isinstance(v, bool):
+        raise TypeError("bool is not bencodable")
+    if isinstance(v, int):
+        return b"i%de" % v
+    if isinstance(v, str):
+        v = v.encode("utf-8")
+    if isinstance(v, (bytes, bytearray)):
+        return b"%d:%s" % (len(v), bytes(v))
+    if isinstance(v, (list, tuple)):
+        return b"l" + b"".join(bencode(x) for x in v) + b"e"
+    if isinstance(v, dict):
+        items = sorted(((k.encode("utf-8") if isinstance(k, str) else k), x) for k, x in v.items())
+        return b"d" + b"".join(bencode(k) + bencode(x) for k, x in items) + b"e"
+    raise TypeError("cannot bencode %r" % type(v))
+
+
+def pct_bytes(b):
+    """Percent-encodes every byte (how many BitTorrent clients send info_hash)."""
+    return "".join("%%%02X" % x for x in b)
+
+
+def free_port_tcp_udp(host="127.0.0.1", family=socket.AF_INET):
+    """A port number free for both TCP and UDP on host (trackers serve both
+    on one number)."""
+    for _ in range(200):
+        with socket.socket(family, socket.SOCK_DGRAM) as u:
+            u.bind((host, 0))
+            port = u.getsockname()[1]
+            with socket.socket(family, socket.SOCK_STREAM) as t:
+                try:
+                    t.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    raise AssertionError("no port free for both TCP and UDP on %s" % host)

@@ -296,3 +296,43 @@ def test_libtorrent_udp_tracker(tracker, clients, tmp_path):
     assert (metric_value(m, "p2pcdn_tracker_announces_total", proto="udp") or 0) >= 3
     assert (metric_value(m, "p2pcdn_tracker_announces_total", proto="http") or 0) == 0, \
         "a udp:// torrent announced over HTTP?"
+
+
+def test_aria2c_leecher_from_libtorrent_seeder(tracker, clients, tmp_path):
+    """Another client family on the leeching side, over http://."""
+    aria2c = "/usr/bin/aria2c"
+    if not os.access(aria2c, os.X_OK):
+        pytest.fail("aria2c not found (install the Debian package aria2, listed in deploy/install-deps.sh)")
+    t = tracker()
+    url = "http://127.0.0.1:%d/announce" % t.port
+    script = lt_script(tmp_path)
+    seed_dir, payload = make_payload(tmp_path)
+    torrent = os.path.join(str(tmp_path), "payload.torrent")
+    h = make_torrent(script, payload, url, torrent)
+    seeder = clients.start("seeder", [PYTHON, script, "seed", torrent, seed_dir, str(free_port()), str(WAIT_S + 30)])
+    wait_line(clients, seeder, "SEEDING", 30)
+    wait_until(lambda: scrape_counts(t, h)[0] == 1, timeout=20, interval=0.2, what="the seeder's announce")
+
+    leech_dir = os.path.join(str(tmp_path), "aria")
+    os.makedirs(leech_dir)
+    port = free_port()
+    leecher = clients.start("aria2c", [
+        aria2c, "--enable-dht=false", "--enable-dht6=false", "--bt-enable-lpd=false",
+        "--enable-peer-exchange=false", "--seed-time=0", "--seed-ratio=0.0", "--listen-port=%d" % port,
+        "--dir=%s" % leech_dir, "--bt-stop-timeout=%d" % WAIT_S, "--summary-interval=0", "--no-conf=true",
+        "--console-log-level=notice", "--bt-save-metadata=false", "--file-allocation=none",
+        "--bt-external-ip=127.0.0.1", "--check-certificate=false", torrent])
+    try:
+        rc = leecher.wait(WAIT_S + 15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    assert rc == 0, "aria2c did not complete within %ds:\n%s\n%s" % (
+        WAIT_S, clients.describe(leecher), clients.describe(seeder))
+    got = os.path.join(leech_dir, os.path.basename(payload))
+    assert sha256(got) == sha256(payload), "aria2c's file differs from the seeded one"
+    # aria2c with --seed-time=0 leaves with event=stopped (no completed
+    # event): the tracker saw it come and go, and keeps the seeder
+    m = parse_metrics(t.admin("GET", "/metrics").text)
+    assert (metric_value(m, "p2pcdn_tracker_announces_total", proto="http") or 0) >= 3
+    wait_until(lambda: scrape_counts(t, h)[:2] == (1, 0), timeout=15, interval=0.2,
+               what="aria2c gone from the swarm, the seeder still in it")
