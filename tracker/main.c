@@ -103,6 +103,21 @@ trk_collect(void *arg)
 	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
 }
 
+/* Announces per second over the last ten seconds, by protocol. */
+static void
+trk_sample(struct trk_env *env)
+{
+	static const char *const proto[2] = { "http", "udp" };
+	env->ring_pos = (env->ring_pos + 1) % 11;
+	for (int i = 0; i < 2; i++) {
+		double now = met_value(met_child(env->m.announces, proto[i]));
+		env->ring[i][env->ring_pos] = now;
+		/* The slot after the newest is the oldest: ten seconds back. */
+		double then = env->ring[i][(env->ring_pos + 1) % 11];
+		atomic_store(&env->announces_per_s[i], (now - then) / 10.0);
+	}
+}
+
 static struct met_child *
 trk_gauge(struct met_registry *r, const char *name, const char *help)
 {
@@ -234,11 +249,13 @@ main(int argc, char **argv)
 	dmn_notify("READY=1");
 
 	for (;;) {
-		enum dmn_event ev = dmn_wait(-1);
+		enum dmn_event ev = dmn_wait(1000);
 		if (ev == DMN_STOP)
 			break;
 		if (ev == DMN_RELOAD)
 			trk_reload(&env);
+		else
+			trk_sample(&env);
 	}
 	dmn_notify("STOPPING=1");
 	log_notice("stopping: draining requests in flight");

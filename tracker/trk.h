@@ -130,6 +130,12 @@ struct trk_env {
 	struct trk_whitelist *wl_old;
 	pthread_mutex_t lock; /* whitelist swaps, catalog state */
 
+	/* announces per second over the last 10 s, by protocol, for /status;
+	 * sampled by the main loop once a second */
+	double ring[2][11];
+	unsigned ring_pos;
+	_Atomic double announces_per_s[2];
+
 	uint8_t udp_secret[32]; /* keys UDP connection ids (BEP 15) */
 	void *udp;              /* trk_udp.c state */
 	void *catalog;          /* trk_catalog.c state */

@@ -445,6 +445,9 @@ trk_handle_status(struct http_req *req, void *arg)
 			    peers ? json_real((double)st.bytes / (double)peers) : json_null());
 	const struct trk_whitelist *wl = atomic_load(&env->wl);
 	json_object_set_new(o, "whitelist_size", json_integer(wl ? (json_int_t)wl->n : 0));
+	json_object_set_new(o, "announces_per_s",
+			    json_pack("{s:f, s:f}", "http", atomic_load(&env->announces_per_s[0]),
+				      "udp", atomic_load(&env->announces_per_s[1])));
 	json_object_set_new(o, "top_torrents", arr);
 	http_reply_json(req, 200, o);
 }
