@@ -38,6 +38,21 @@ trk_registered(struct trk_env *env, const uint8_t info_hash[TRK_HASH_LEN])
 	return false;
 }
 
+/* Jitter needs no cryptographic randomness, and randombytes costs a system
+ * call each time: a per-thread xorshift seeded once from libsodium. */
+static uint32_t
+trk_rand32(void)
+{
+	static __thread uint64_t x;
+	if (!x)
+		while (!x)
+			randombytes_buf(&x, sizeof(x));
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	return (uint32_t)((x * 0x2545f4914f6cdd1dULL) >> 32);
+}
+
 unsigned
 trk_interval(struct trk_env *env)
 {
@@ -45,7 +60,7 @@ trk_interval(struct trk_env *env)
 	unsigned span = base / 10;
 	/* Jitter spreads clients that started together over the interval. */
 	if (span)
-		return base - span + randombytes_uniform(2 * span + 1);
+		return base - span + trk_rand32() % (2 * span + 1);
 	return base;
 }
 
@@ -163,19 +178,11 @@ trk_handle_announce(struct http_req *req, void *arg)
 	a.numwant = trk_numwant(env, q.numwant);
 	a.now = trk_store_now();
 
-	uint8_t *out4 = malloc((size_t)a.numwant * 6 + 1),
-		*out6 = malloc((size_t)a.numwant * 18 + 1);
-	if (!out4 || !out6) {
-		free(out4);
-		free(out6);
-		trk_fail(req, env, "internal", "out of memory");
-		return;
-	}
+	/* numwant_max is at most 1000 (trk_conf.c): the peers fit the stack. */
+	uint8_t out4[1000 * 6], out6[1000 * 18];
 	int r = trk_store_announce(env->store, &a, out4, (size_t)a.numwant * 6, out6,
 				   (size_t)a.numwant * 18, &n4, &n6, &c);
 	if (r < 0) {
-		free(out4);
-		free(out6);
 		trk_fail(req, env, r == -ENOSPC ? "full" : "internal",
 			 r == -ENOSPC ? "tracker full, try later" : "internal error");
 		return;
@@ -204,8 +211,6 @@ trk_handle_announce(struct http_req *req, void *arg)
 		trk_put_peer_dicts(&w, out4, n4, out6, n6);
 	}
 	jw_lit(&w, "e");
-	free(out4);
-	free(out6);
 	size_t len;
 	char *text = jw_finish(&w, &len);
 	if (!text) {

@@ -49,16 +49,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ULD_MAGIC 0x41727101980ULL
-#define ULD_ACT_CONNECT 0
+#define ULD_MAGIC        0x41727101980ULL
+#define ULD_ACT_CONNECT  0
 #define ULD_ACT_ANNOUNCE 1
-#define ULD_ACT_ERROR 3
+#define ULD_ACT_ERROR    3
 #define ULD_ANNOUNCE_LEN 98
-#define ULD_LOSS_US 250000
-#define ULD_DRAIN_US 500000
-#define ULD_MAX_WINDOW 256
-#define ULD_BATCH 64
-#define ULD_RX 2048
+#define ULD_LOSS_US      250000
+#define ULD_DRAIN_US     500000
+#define ULD_MAX_WINDOW   256
+#define ULD_BATCH        64
+#define ULD_RX           2048
 
 struct uld_slot {
 	uint32_t tid; /* (generation << 8) | slot index; 0 = free */
@@ -210,7 +210,8 @@ uld_connect(struct uld *u, struct uld_sock *s)
 			if (poll(&p, 1, (int)(left / 1000) + 1) <= 0)
 				continue;
 			ssize_t n = recv(s->fd, rep, sizeof(rep), MSG_DONTWAIT);
-			if (n >= 16 && uld_get32(rep) == ULD_ACT_CONNECT && uld_get32(rep + 4) == tid) {
+			if (n >= 16 && uld_get32(rep) == ULD_ACT_CONNECT &&
+			    uld_get32(rep + 4) == tid) {
 				s->conn_id = uld_get64(rep + 8);
 				return 0;
 			}
@@ -264,13 +265,13 @@ uld_build(struct uld *u, struct uld_sock *s, unsigned k, uint8_t *pkt, int64_t n
 	memcpy(pkt + 36, "-UL0001-", 8);
 	uld_put64(pkt + 44, uld_rand(u));
 	uld_put32(pkt + 52, (uint32_t)uld_rand(u));
-	uld_put64(pkt + 56, 0);             /* downloaded */
-	uld_put64(pkt + 64, left);          /* left */
-	uld_put64(pkt + 72, 0);             /* uploaded */
-	uld_put32(pkt + 80, 0);             /* event: none */
-	uld_put32(pkt + 84, 0);             /* ip: the sender's */
-	uld_put32(pkt + 88, (uint32_t)r);   /* key */
-	uld_put32(pkt + 92, u->numwant);    /* num_want */
+	uld_put64(pkt + 56, 0);           /* downloaded */
+	uld_put64(pkt + 64, left);        /* left */
+	uld_put64(pkt + 72, 0);           /* uploaded */
+	uld_put32(pkt + 80, 0);           /* event: none */
+	uld_put32(pkt + 84, 0);           /* ip: the sender's */
+	uld_put32(pkt + 88, (uint32_t)r); /* key */
+	uld_put32(pkt + 92, u->numwant);  /* num_want */
 	pkt[96] = (uint8_t)(port >> 8);
 	pkt[97] = (uint8_t)port;
 	return 0;
@@ -342,7 +343,8 @@ uld_receive(struct uld *u, struct uld_sock *s)
 	for (;;) {
 		for (int i = 0; i < ULD_BATCH; i++) {
 			iov[i] = (struct iovec){ .iov_base = buf[i], .iov_len = ULD_RX };
-			msg[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
+			msg[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i],
+								.msg_iovlen = 1 } };
 		}
 		int n = recvmmsg(s->fd, msg, ULD_BATCH, MSG_DONTWAIT, NULL);
 		if (n <= 0)
@@ -386,38 +388,69 @@ uld_usage(void)
 int
 main(int argc, char **argv)
 {
-	struct uld u = { .count = 1000000, .seconds = 20, .nsock = 16, .window = 32,
-			 .numwant = 50, .seed_pct = 25, .base_port = 10000, .rng = 1 };
+	struct uld u = { .count = 1000000,
+			 .seconds = 20,
+			 .nsock = 16,
+			 .window = 32,
+			 .numwant = 50,
+			 .seed_pct = 25,
+			 .base_port = 10000,
+			 .rng = 1 };
 	const char *addr = "127.0.0.1", *hashes = NULL;
 	long port = 0, torrents = 0;
 	int c, ret = 2;
 
 	while ((c = getopt(argc, argv, "a:p:H:m:T:b:n:t:s:w:W:S:e:")) != -1) {
 		switch (c) {
-		case 'a': addr = optarg; break;
-		case 'p': port = strtol(optarg, NULL, 10); break;
-		case 'H': hashes = optarg; break;
+		case 'a':
+			addr = optarg;
+			break;
+		case 'p':
+			port = strtol(optarg, NULL, 10);
+			break;
+		case 'H':
+			hashes = optarg;
+			break;
 		case 'm':
 			if (strcmp(optarg, "fill") == 0)
 				u.fill = 1;
 			else if (strcmp(optarg, "random") != 0)
 				return uld_usage();
 			break;
-		case 'T': torrents = strtol(optarg, NULL, 10); break;
-		case 'b': u.base_port = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'n': u.count = strtoll(optarg, NULL, 10); break;
-		case 't': u.seconds = strtod(optarg, NULL); break;
-		case 's': u.nsock = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'w': u.window = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'W': u.numwant = (unsigned)strtoul(optarg, NULL, 10); break;
-		case 'S': u.rng = strtoull(optarg, NULL, 10) * 0x9E3779B97F4A7C15ULL | 1; break;
-		case 'e': u.seed_pct = (unsigned)strtoul(optarg, NULL, 10); break;
-		default: return uld_usage();
+		case 'T':
+			torrents = strtol(optarg, NULL, 10);
+			break;
+		case 'b':
+			u.base_port = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'n':
+			u.count = strtoll(optarg, NULL, 10);
+			break;
+		case 't':
+			u.seconds = strtod(optarg, NULL);
+			break;
+		case 's':
+			u.nsock = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'w':
+			u.window = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'W':
+			u.numwant = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		case 'S':
+			u.rng = strtoull(optarg, NULL, 10) * 0x9E3779B97F4A7C15ULL | 1;
+			break;
+		case 'e':
+			u.seed_pct = (unsigned)strtoul(optarg, NULL, 10);
+			break;
+		default:
+			return uld_usage();
 		}
 	}
-	if (!hashes || port < 1 || port > 65535 || u.nsock < 1 || u.nsock > 4096 ||
-	    u.window < 1 || u.window > ULD_MAX_WINDOW || u.count < 1 || u.seconds <= 0 ||
-	    torrents < 0 || u.seed_pct > 100)
+	if (!hashes || port < 1 || port > 65535 || u.nsock < 1 || u.nsock > 4096 || u.window < 1 ||
+	    u.window > ULD_MAX_WINDOW || u.count < 1 || u.seconds <= 0 || torrents < 0 ||
+	    u.seed_pct > 100)
 		return uld_usage();
 	u.to.sin_family = AF_INET;
 	u.to.sin_port = htons((uint16_t)port);
@@ -494,8 +527,8 @@ main(int argc, char **argv)
 	printf("UDPLOAD sent=%llu replies=%llu errors=%llu lost=%llu late=%llu elapsed_us=%lld "
 	       "rps=%.1f peers_out=%llu\n",
 	       (unsigned long long)u.sent, (unsigned long long)u.replies,
-	       (unsigned long long)u.errors, (unsigned long long)u.lost,
-	       (unsigned long long)u.late, (long long)elapsed, (double)u.replies * 1e6 / elapsed,
+	       (unsigned long long)u.errors, (unsigned long long)u.lost, (unsigned long long)u.late,
+	       (long long)elapsed, (double)u.replies * 1e6 / elapsed,
 	       (unsigned long long)u.peers_out);
 	ret = 0;
 	if (u.fill && (int64_t)u.replies < u.count) {
