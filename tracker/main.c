@@ -31,6 +31,10 @@ trk_validate(const struct cfg *c, char *err, size_t errsize)
 		snprintf(err, errsize, "tracker.udp_listen: %s", msg);
 		return -EINVAL;
 	}
+	if (cfg_int(c, "tracker", "min_interval_s") > cfg_int(c, "tracker", "interval_s")) {
+		snprintf(err, errsize, "tracker.min_interval_s is above tracker.interval_s");
+		return -EINVAL;
+	}
 	if (cfg_int(c, "tracker", "numwant_default") > cfg_int(c, "tracker", "numwant_max")) {
 		snprintf(err, errsize, "tracker.numwant_default is above tracker.numwant_max");
 		return -EINVAL;
@@ -194,6 +198,7 @@ main(int argc, char **argv)
 	}
 	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
+	pthread_rwlock_init(&env.wl_lock, NULL);
 	env.started_ms = dmn_now_ms();
 	trk_apply(&env, env.cfg0);
 	randombytes_buf(env.udp_secret, sizeof(env.udp_secret));
@@ -241,11 +246,13 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
+	pthread_rwlock_rdlock(&env.wl_lock);
+	size_t nprograms = env.wl ? env.wl->n : 0;
+	pthread_rwlock_unlock(&env.wl_lock);
 	log_notice("ready: http on %s, udp on %s, admin on %s, mode %s, %zu programs registered",
 		   cfg_str(env.cfg0, "server", "listen"), *udp ? udp : "(off)",
 		   cfg_str(env.cfg0, "server", "admin_listen"),
-		   cfg_str(env.cfg0, "tracker", "mode"),
-		   atomic_load(&env.wl) ? atomic_load(&env.wl)->n : 0);
+		   cfg_str(env.cfg0, "tracker", "mode"), nprograms);
 	dmn_notify("READY=1");
 
 	for (;;) {
@@ -271,14 +278,10 @@ out:
 	evl_free(env.loop);
 	trk_store_free(env.store);
 	if (env.wl) {
-		struct trk_whitelist *wl = atomic_load(&env.wl);
-		free(wl->v);
-		free(wl);
+		free(env.wl->v);
+		free(env.wl);
 	}
-	if (env.wl_old) {
-		free(env.wl_old->v);
-		free(env.wl_old);
-	}
+	pthread_rwlock_destroy(&env.wl_lock);
 	pg_pool_free(env.pg);
 	met_registry_free(env.reg);
 	cfg_free(env.cfg0);

@@ -84,6 +84,19 @@ void trk_store_foreach(struct trk_store *s,
 				  size_t peers4, size_t peers6, void *arg),
 		       void *arg);
 
+/* Hands every torrent's completions since the last call to fn (torrents
+ * with none are skipped) and zeroes them: the catalog adds exactly these to
+ * PostgreSQL, so nothing is counted twice whatever happens to the torrent
+ * in between. One shard locked at a time; fn must not call the store. */
+void trk_store_take_completed(struct trk_store *s,
+			      void (*fn)(const uint8_t info_hash[TRK_HASH_LEN], uint32_t n,
+					 void *arg),
+			      void *arg);
+/* Gives completions back (a flush that failed) if the torrent still
+ * exists; otherwise they are lost. */
+void trk_store_credit_completed(struct trk_store *s, const uint8_t info_hash[TRK_HASH_LEN],
+				uint32_t n);
+
 struct trk_store_stats {
 	size_t torrents, peers4, peers6, seeders, leechers;
 	size_t bytes; /* heap bytes held by the store (vectors and tables) */
@@ -126,8 +139,8 @@ struct trk_env {
 	atomic_uint full_scrape_min_s, flush_s, whitelist_refresh_s;
 	atomic_bool whitelist_mode, allow_ip_param, full_scrape;
 
-	_Atomic(struct trk_whitelist *) wl;
-	struct trk_whitelist *wl_old;
+	pthread_rwlock_t wl_lock; /* readers search wl under it; a refresh swaps */
+	struct trk_whitelist *wl;
 	pthread_mutex_t lock; /* whitelist swaps, catalog state */
 
 	/* announces per second over the last 10 s, by protocol, for /status;

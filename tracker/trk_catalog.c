@@ -13,34 +13,11 @@
 #include "sha1.h"
 #include "trk.h"
 
-/* Completed counts already written per program, so each flush adds only
- * what happened since (the store's counter restarts when a torrent leaves
- * memory and comes back). Bounded by the whitelist size. */
-struct trk_flushed {
-	uint8_t h[TRK_HASH_LEN];
-	uint32_t completed;
-};
-
 struct trk_catalog {
 	pthread_t thread;
 	bool started, stopping, refresh_now;
-	pthread_cond_t wake;
-	struct trk_flushed *flushed;
-	size_t nflushed;
+	pthread_cond_t wake; /* on CLOCK_MONOTONIC: a clock step must not stall it */
 };
-
-static int
-trk_flushed_cmp(const void *a, const void *b)
-{
-	return memcmp(a, b, TRK_HASH_LEN);
-}
-
-/* bsearch with n == 0 and a NULL base is undefined behaviour. */
-static struct trk_flushed *
-trk_flushed_find(struct trk_flushed *v, size_t n, const uint8_t *ih)
-{
-	return n ? bsearch(ih, v, n, sizeof(*v), trk_flushed_cmp) : NULL;
-}
 
 /* ---------------------------------------------------------------- whitelist */
 
@@ -89,31 +66,38 @@ trk_catalog_load_whitelist(struct trk_env *env, char *err, size_t errsize)
 			wl->n++;
 	PQclear(res);
 	qsort(wl->v, wl->n, TRK_HASH_LEN, trk_wl_cmp);
-	pthread_mutex_lock(&env->lock);
-	/* The list retired last time is a whole refresh old: no announce still
-	 * reads it. */
-	trk_wl_free(env->wl_old);
-	old = atomic_exchange(&env->wl, wl);
-	env->wl_old = old;
-	pthread_mutex_unlock(&env->lock);
+	/* Readers search the list under the read lock, so the old one can go
+	 * at once, however close two refreshes come. */
+	pthread_rwlock_wrlock(&env->wl_lock);
+	old = env->wl;
+	env->wl = wl;
+	pthread_rwlock_unlock(&env->wl_lock);
+	trk_wl_free(old);
 	return 0;
 }
 
 /* ---------------------------------------------------------------- flush */
 
+/* Comma-separated values for one PostgreSQL array parameter. */
+struct trk_list {
+	char *p;
+	size_t len, cap;
+};
+
 struct trk_flush_batch {
 	struct trk_env *env;
-	struct trk_catalog *cat;
-	struct jw_like {
-		char *p;
-		size_t len, cap;
-	} hashes, seeders, leechers, completed;
-	size_t n;
+	struct trk_list hashes, seeders, leechers, completed;
+	/* completions taken from the store, sorted by hash */
+	struct trk_taken {
+		uint8_t h[TRK_HASH_LEN];
+		uint32_t n;
+	} * taken;
+	size_t ntaken, captaken;
 	bool failed;
 };
 
 static void
-trk_batch_put(struct trk_flush_batch *b, struct jw_like *a, const char *s)
+trk_list_put(struct trk_flush_batch *b, struct trk_list *a, const char *s)
 {
 	size_t n = strlen(s);
 	if (b->failed)
@@ -138,77 +122,88 @@ trk_batch_put(struct trk_flush_batch *b, struct jw_like *a, const char *s)
 }
 
 static void
+trk_take_collect(const uint8_t ih[TRK_HASH_LEN], uint32_t n, void *arg)
+{
+	struct trk_flush_batch *b = arg;
+	if (!trk_registered(b->env, ih))
+		return; /* not in the catalog: nothing to add them to */
+	if (b->ntaken == b->captaken) {
+		size_t cap = b->captaken ? b->captaken * 2 : 256;
+		void *np = realloc(b->taken, cap * sizeof(*b->taken));
+		if (!np) {
+			/* Give them back rather than lose them: impossible here
+			 * (the store is locked), so remember the failure and let the
+			 * next flush retry with what the store still holds. */
+			b->failed = true;
+			return;
+		}
+		b->taken = np;
+		b->captaken = cap;
+	}
+	memcpy(b->taken[b->ntaken].h, ih, TRK_HASH_LEN);
+	b->taken[b->ntaken++].n = n;
+}
+
+static int
+trk_taken_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, TRK_HASH_LEN);
+}
+
+static void
 trk_flush_collect(const uint8_t ih[TRK_HASH_LEN], const struct trk_counts *c, size_t p4, size_t p6,
 		  void *arg)
 {
 	struct trk_flush_batch *b = arg;
-	struct trk_catalog *cat = b->cat;
 	char hex[2 * TRK_HASH_LEN + 1], num[24];
-	uint32_t delta = c->completed;
 	(void)p4;
 	(void)p6;
 
 	/* Only registered programs are in the catalog. */
 	if (!trk_registered(b->env, ih))
 		return;
-	struct trk_flushed *f = trk_flushed_find(cat->flushed, cat->nflushed, ih);
-	if (f) {
-		delta = c->completed >= f->completed ? c->completed - f->completed : c->completed;
-		f->completed = c->completed;
-	}
+	const struct trk_taken *t =
+		b->ntaken ? bsearch(ih, b->taken, b->ntaken, sizeof(*t), trk_taken_cmp) : NULL;
 	sodium_bin2hex(hex, sizeof(hex), ih, TRK_HASH_LEN);
-	trk_batch_put(b, &b->hashes, hex);
+	trk_list_put(b, &b->hashes, hex);
 	snprintf(num, sizeof(num), "%u", c->seeders);
-	trk_batch_put(b, &b->seeders, num);
+	trk_list_put(b, &b->seeders, num);
 	snprintf(num, sizeof(num), "%u", c->leechers);
-	trk_batch_put(b, &b->leechers, num);
-	snprintf(num, sizeof(num), "%u", delta);
-	trk_batch_put(b, &b->completed, num);
-	b->n++;
+	trk_list_put(b, &b->leechers, num);
+	snprintf(num, sizeof(num), "%u", t ? t->n : 0);
+	trk_list_put(b, &b->completed, num);
 }
 
-/* Writes the current counts of every registered program in memory with
- * one statement; programs no longer in memory drop to zero viewers. */
+/* Writes the counts of every registered program in memory with one
+ * statement; programs no longer in memory drop to zero viewers. The
+ * completions added are exactly those taken from the store since the last
+ * flush; if the statement fails they are given back for the next one. */
 static void
-trk_flush(struct trk_env *env, struct trk_catalog *cat)
+trk_flush(struct trk_env *env)
 {
-	struct trk_flush_batch b = { .env = env, .cat = cat };
+	struct trk_flush_batch b = { .env = env };
 	char err[256];
-	char *arrays[4];
+	char *arrays[4] = { NULL, NULL, NULL, NULL };
+	bool written = false;
 
-	/* Track completed counts for the programs currently registered. */
-	const struct trk_whitelist *wl = atomic_load(&env->wl);
-	if (wl && wl->n != cat->nflushed) {
-		struct trk_flushed *nf = calloc(wl->n + 1, sizeof(*nf));
-		if (nf) {
-			for (size_t i = 0; i < wl->n; i++) {
-				memcpy(nf[i].h, wl->v[i], TRK_HASH_LEN);
-				struct trk_flushed *o =
-					trk_flushed_find(cat->flushed, cat->nflushed, wl->v[i]);
-				nf[i].completed = o ? o->completed : 0;
-			}
-			free(cat->flushed);
-			cat->flushed = nf;
-			cat->nflushed = wl->n;
-		}
-	}
+	trk_store_take_completed(env->store, trk_take_collect, &b);
+	if (b.ntaken)
+		qsort(b.taken, b.ntaken, sizeof(*b.taken), trk_taken_cmp);
 	trk_store_foreach(env->store, trk_flush_collect, &b);
-	if (b.failed)
-		goto out;
-	struct jw_like *a[4] = { &b.hashes, &b.seeders, &b.leechers, &b.completed };
-	for (int i = 0; i < 4; i++) {
+	struct trk_list *a[4] = { &b.hashes, &b.seeders, &b.leechers, &b.completed };
+	for (int i = 0; i < 4 && !b.failed; i++) {
 		size_t n = a[i]->len + 3;
 		arrays[i] = malloc(n);
-		if (!arrays[i]) {
-			for (int j = 0; j < i; j++)
-				free(arrays[j]);
-			goto out;
-		}
-		snprintf(arrays[i], n, "{%s}", a[i]->p ? a[i]->p : "");
+		if (!arrays[i])
+			b.failed = true;
+		else
+			snprintf(arrays[i], n, "{%s}", a[i]->p ? a[i]->p : "");
 	}
-	PGconn *c = pg_acquire(env->pg);
+	PGconn *c = b.failed ? NULL : pg_acquire(env->pg);
 	if (c) {
 		const char *p[] = { arrays[0], arrays[1], arrays[2], arrays[3] };
+		/* Rows whose numbers did not change are left alone: no dead
+		 * tuples and WAL every flush_s for idle programs. */
 		PGresult *res = pg_query(
 			c,
 			"WITH v AS (SELECT decode(h, 'hex') AS h, s, l, d FROM unnest($1::text[], "
@@ -217,22 +212,30 @@ trk_flush(struct trk_env *env, struct trk_catalog *cat)
 			"COALESCE(v.l, 0), "
 			"completed = p.completed + COALESCE(v.d, 0), updated_at = now() "
 			"FROM programs q LEFT JOIN v ON v.h = q.info_hash "
-			"WHERE p.info_hash = q.info_hash AND (v.h IS NOT NULL OR p.seeders <> 0 OR "
-			"p.leechers <> 0)",
+			"WHERE p.info_hash = q.info_hash AND (p.seeders <> COALESCE(v.s, 0) OR "
+			"p.leechers <> COALESCE(v.l, 0) OR COALESCE(v.d, 0) <> 0)",
 			4, p, err, sizeof(err), NULL);
-		if (res)
+		if (res) {
 			PQclear(res);
-		else
-			log_warn("catalog flush failed: %s", err);
+			written = true;
+		} else {
+			log_warn("catalog flush failed (counts kept for the next one): %s", err);
+		}
 		pg_release(env->pg, c);
+	} else {
+		log_warn("catalog flush skipped: %s",
+			 b.failed ? "out of memory" : "no PostgreSQL connection");
 	}
+	if (!written)
+		for (size_t i = 0; i < b.ntaken; i++)
+			trk_store_credit_completed(env->store, b.taken[i].h, b.taken[i].n);
 	for (int i = 0; i < 4; i++)
 		free(arrays[i]);
-out:
 	free(b.hashes.p);
 	free(b.seeders.p);
 	free(b.leechers.p);
 	free(b.completed.p);
+	free(b.taken);
 }
 
 static void *
@@ -246,7 +249,7 @@ trk_catalog_main(void *arg)
 	pthread_mutex_lock(&env->lock);
 	while (!cat->stopping) {
 		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
+		clock_gettime(CLOCK_MONOTONIC, &ts);
 		ts.tv_sec += 1;
 		if (!cat->refresh_now)
 			pthread_cond_timedwait(&cat->wake, &env->lock, &ts);
@@ -263,6 +266,12 @@ trk_catalog_main(void *arg)
 					 err);
 			next_wl = now + atomic_load(&env->whitelist_refresh_s);
 		}
+		/* Flush before expiring: a torrent's last completions reach the
+		 * catalog before the torrent can leave memory. */
+		if (now >= next_flush) {
+			trk_flush(env);
+			next_flush = now + atomic_load(&env->flush_s);
+		}
 		if (now >= next_expire) {
 			size_t n = trk_store_expire(env->store, (uint32_t)now,
 						    atomic_load(&env->peer_timeout_s));
@@ -270,14 +279,10 @@ trk_catalog_main(void *arg)
 				met_add(env->m.expired, (double)n);
 			next_expire = now + 10;
 		}
-		if (now >= next_flush) {
-			trk_flush(env, cat);
-			next_flush = now + atomic_load(&env->flush_s);
-		}
 		pthread_mutex_lock(&env->lock);
 	}
 	pthread_mutex_unlock(&env->lock);
-	trk_flush(env, cat); /* last counts before exit */
+	trk_flush(env); /* last counts before exit */
 	return NULL;
 }
 
@@ -287,7 +292,11 @@ trk_catalog_start(struct trk_env *env)
 	struct trk_catalog *cat = calloc(1, sizeof(*cat));
 	if (!cat)
 		return -ENOMEM;
-	pthread_cond_init(&cat->wake, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&cat->wake, &ca);
+	pthread_condattr_destroy(&ca);
 	env->catalog = cat;
 	int r = pthread_create(&cat->thread, NULL, trk_catalog_main, env);
 	if (r) {
@@ -312,7 +321,6 @@ trk_catalog_stop(struct trk_env *env)
 	pthread_mutex_unlock(&env->lock);
 	pthread_join(cat->thread, NULL);
 	pthread_cond_destroy(&cat->wake);
-	free(cat->flushed);
 	free(cat);
 	env->catalog = NULL;
 }
@@ -500,6 +508,31 @@ trk_handle_program_register(struct http_req *req, void *arg)
 	json_decref(body);
 }
 
+static bool
+trk_utf8_ok(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len;) {
+		uint8_t c = p[i];
+		size_t n = c < 0x80             ? 0
+			   : (c & 0xe0) == 0xc0 ? 1
+			   : (c & 0xf0) == 0xe0 ? 2
+			   : (c & 0xf8) == 0xf0 ? 3
+						: 9;
+		if (n == 9 || (n == 1 && c < 0xc2) || c > 0xf4 || i + n >= len + (n ? 0 : 1))
+			return false;
+		/* No overlong forms, no UTF-16 surrogates, nothing past U+10FFFF:
+		 * PostgreSQL refuses them all. */
+		if ((c == 0xe0 && p[i + 1] < 0xa0) || (c == 0xed && p[i + 1] >= 0xa0) ||
+		    (c == 0xf0 && p[i + 1] < 0x90) || (c == 0xf4 && p[i + 1] >= 0x90))
+			return false;
+		for (size_t k = 1; k <= n; k++)
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+		i += n + 1;
+	}
+	return true;
+}
+
 /* Checks a .torrent per BEP 3 and reads its name and total size. */
 static int
 trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t ih[TRK_HASH_LEN],
@@ -509,8 +542,8 @@ trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t
 	struct benc_iter it = { 0 };
 	size_t off = 0;
 	const uint8_t *s;
-	size_t slen;
-	int64_t n, total = 0;
+	size_t slen, slen_pieces;
+	int64_t n, total = 0, piece_len;
 
 	if (benc_parse(data, len, 32, &top, &off) < 0 || benc_type(top) != BENC_DICT) {
 		http_reply_error(req, 400, "bad_torrent",
@@ -526,14 +559,19 @@ trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t
 		http_reply_error(req, 400, "bad_torrent", "info.name must be a non-empty string");
 		return -EINVAL;
 	}
+	if (!trk_utf8_ok(s, slen)) {
+		http_reply_error(req, 400, "bad_torrent", "info.name must be UTF-8");
+		return -EINVAL;
+	}
 	memcpy(name, s, slen);
 	name[slen] = '\0';
-	if (benc_dict_get(info, "piece length", &v) < 0 || benc_int(v, &n) < 0 || n <= 0) {
+	if (benc_dict_get(info, "piece length", &v) < 0 || benc_int(v, &piece_len) < 0 ||
+	    piece_len <= 0) {
 		http_reply_error(req, 400, "bad_torrent", "info.piece length must be positive");
 		return -EINVAL;
 	}
-	if (benc_dict_get(info, "pieces", &v) < 0 || benc_str(v, &s, &slen) < 0 || slen == 0 ||
-	    slen % 20) {
+	if (benc_dict_get(info, "pieces", &v) < 0 || benc_str(v, &s, &slen_pieces) < 0 ||
+	    slen_pieces == 0 || slen_pieces % 20) {
 		http_reply_error(req, 400, "bad_torrent",
 				 "info.pieces must be a non-empty multiple of 20 bytes");
 		return -EINVAL;
@@ -556,6 +594,16 @@ trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t
 		}
 	} else {
 		http_reply_error(req, 400, "bad_torrent", "info needs length or files");
+		return -EINVAL;
+	}
+	/* One 20-byte hash per piece: a mismatch is a broken or padded file. */
+	size_t npieces = slen_pieces / 20;
+	int64_t want = total == 0 ? 0 : (total + piece_len - 1) / piece_len;
+	if ((int64_t)npieces != want && !(total == 0 && npieces <= 1)) {
+		http_reply_error(
+			req, 400, "bad_torrent",
+			"info.pieces holds %zu hashes but length and piece length need %lld",
+			npieces, (long long)want);
 		return -EINVAL;
 	}
 	/* The info_hash is the SHA-1 of the info dictionary exactly as encoded. */
@@ -595,7 +643,7 @@ trk_handle_torrent_upload(struct http_req *req, void *arg)
 	sodium_bin2hex(datahex, len * 2 + 1, (const unsigned char *)body, len);
 	const char *p[] = { hex, name, size };
 	PGresult *res = NULL;
-	bool created = false;
+	bool created = false, live_clash = false;
 	if (pg_exec(c, "BEGIN", 0, NULL, err, sizeof(err)) == 0 &&
 	    (res = pg_query(
 		     c,
@@ -615,7 +663,7 @@ trk_handle_torrent_upload(struct http_req *req, void *arg)
 				     2, p2, err, sizeof(err), NULL)
 			  : NULL;
 		if (!vod)
-			snprintf(err, sizeof(err), "a live program has this info_hash");
+			live_clash = true;
 	}
 	if (res) {
 		PQclear(res);
@@ -627,6 +675,10 @@ trk_handle_torrent_upload(struct http_req *req, void *arg)
 		PQclear(res);
 	pg_release(env->pg, c);
 	free(datahex);
+	if (live_clash) {
+		http_reply_error(req, 409, "conflict", "a live program has this info_hash");
+		return;
+	}
 	if (!res) {
 		log_err("storing torrent %s: %s", hex, err);
 		http_reply_error(req, 500, "internal", "storing the torrent failed");

@@ -21,7 +21,7 @@ const struct cfg_key trk_cfg_table[] = {
 	  "announce interval told to clients (±10 % jitter)"),
 	K("tracker", "min_interval_s", CFG_INT, "300", 1, 86400, true,
 	  "min interval told to clients"),
-	K("tracker", "peer_timeout_s", CFG_INT, "3900", 20, 172800, true,
+	K("tracker", "peer_timeout_s", CFG_INT, "3900", 20, 43200, true,
 	  "a peer not heard from for this long is dropped"),
 	K("tracker", "numwant_default", CFG_INT, "50", 0, 1000, true,
 	  "peers when numwant is absent"),

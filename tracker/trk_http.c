@@ -23,19 +23,24 @@ trk_allowed(struct trk_env *env, const uint8_t info_hash[TRK_HASH_LEN])
 bool
 trk_registered(struct trk_env *env, const uint8_t info_hash[TRK_HASH_LEN])
 {
-	const struct trk_whitelist *wl = atomic_load(&env->wl);
+	bool found = false;
+	pthread_rwlock_rdlock(&env->wl_lock);
+	const struct trk_whitelist *wl = env->wl;
 	size_t lo = 0, hi = wl ? wl->n : 0;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = memcmp(wl->v[mid], info_hash, TRK_HASH_LEN);
-		if (c == 0)
-			return true;
+		if (c == 0) {
+			found = true;
+			break;
+		}
 		if (c < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return false;
+	pthread_rwlock_unlock(&env->wl_lock);
+	return found;
 }
 
 /* Jitter needs no cryptographic randomness, and randombytes costs a system
@@ -57,11 +62,13 @@ unsigned
 trk_interval(struct trk_env *env)
 {
 	unsigned base = atomic_load_explicit(&env->interval_s, memory_order_relaxed);
-	unsigned span = base / 10;
-	/* Jitter spreads clients that started together over the interval. */
+	unsigned min = atomic_load_explicit(&env->min_interval_s, memory_order_relaxed);
+	unsigned span = base / 10, v = base;
+	/* Jitter spreads clients that started together over the interval, but
+	 * never below the min interval told in the same answer. */
 	if (span)
-		return base - span + trk_rand32() % (2 * span + 1);
-	return base;
+		v = base - span + trk_rand32() % (2 * span + 1);
+	return v < min ? min : v;
 }
 
 unsigned
@@ -448,8 +455,10 @@ trk_handle_status(struct http_req *req, void *arg)
 	json_object_set_new(o, "store_bytes", json_integer((json_int_t)st.bytes));
 	json_object_set_new(o, "bytes_per_peer",
 			    peers ? json_real((double)st.bytes / (double)peers) : json_null());
-	const struct trk_whitelist *wl = atomic_load(&env->wl);
-	json_object_set_new(o, "whitelist_size", json_integer(wl ? (json_int_t)wl->n : 0));
+	pthread_rwlock_rdlock(&env->wl_lock);
+	json_int_t wl_n = env->wl ? (json_int_t)env->wl->n : 0;
+	pthread_rwlock_unlock(&env->wl_lock);
+	json_object_set_new(o, "whitelist_size", json_integer(wl_n));
 	json_object_set_new(o, "announces_per_s",
 			    json_pack("{s:f, s:f}", "http", atomic_load(&env->announces_per_s[0]),
 				      "udp", atomic_load(&env->announces_per_s[1])));

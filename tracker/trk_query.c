@@ -138,8 +138,9 @@ trk_query_parse(const char *q, size_t len, bool scrape, struct trk_query *ret,
 				r.event = TRK_EV_STOPPED;
 			else if (n == 9 && memcmp(v, "completed", 9) == 0)
 				r.event = TRK_EV_COMPLETED;
-			else if (n == 0 || (n == 5 && memcmp(v, "empty", 5) == 0))
-				r.event = TRK_EV_NONE;
+			else if (n == 0 || (n == 5 && memcmp(v, "empty", 5) == 0) ||
+				 (n == 6 && memcmp(v, "paused", 6) == 0))
+				r.event = TRK_EV_NONE; /* BEP 21 "paused": a regular announce */
 			else {
 				*ret_reason = "invalid event";
 				return -EINVAL;

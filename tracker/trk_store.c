@@ -55,12 +55,13 @@ struct trk_pvec {
 	uint32_t len, cap;
 };
 
-/* 64 bytes on LP64: one cache line per torrent in the shard vector. */
+/* 72 bytes on LP64. */
 struct trk_torrent {
 	uint8_t hash[TRK_HASH_LEN];
 	uint32_t completed;
-	struct trk_pvec pv[2]; /* FAM4, FAM6 */
-	uint32_t seeds[2];     /* seeders in pv[FAM4], pv[FAM6] */
+	uint32_t completed_new; /* completions the catalog has not taken yet */
+	struct trk_pvec pv[2];  /* FAM4, FAM6 */
+	uint32_t seeds[2];      /* seeders in pv[FAM4], pv[FAM6] */
 };
 
 struct trk_shard {
@@ -495,8 +496,10 @@ announce_record(struct trk_store *s, struct trk_shard *sh, struct trk_torrent *t
 			t->seeds[f]++;
 			sh->seeders++;
 		}
-		if (a->event == TRK_EV_COMPLETED)
+		if (a->event == TRK_EV_COMPLETED) {
 			t->completed++;
+			t->completed_new++;
+		}
 		*at = i;
 		return 0;
 	}
@@ -519,6 +522,7 @@ announce_record(struct trk_store *s, struct trk_shard *sh, struct trk_torrent *t
 	 * repeating event=completed, or sending it again as a seeder, counts once. */
 	if (a->event == TRK_EV_COMPLETED && !(meta & META_COMPLETED)) {
 		t->completed++;
+		t->completed_new++;
 		meta |= META_COMPLETED;
 	}
 	meta = (uint16_t)((meta & META_COMPLETED) | (a->seeder ? META_SEEDER : 0) | tick);
@@ -711,6 +715,39 @@ trk_store_foreach(struct trk_store *s,
 		}
 		pthread_mutex_unlock(&sh->lock);
 	}
+}
+
+void
+trk_store_take_completed(struct trk_store *s,
+			 void (*fn)(const uint8_t info_hash[TRK_HASH_LEN], uint32_t n, void *arg),
+			 void *arg)
+{
+	for (size_t i = 0; i < (size_t)1 << s->shard_bits; i++) {
+		struct trk_shard *sh = &s->shards[i];
+
+		pthread_mutex_lock(&sh->lock);
+		for (size_t j = 0; j < sh->n; j++) {
+			struct trk_torrent *t = &sh->t[j];
+			if (!t->completed_new)
+				continue;
+			fn(t->hash, t->completed_new, arg);
+			t->completed_new = 0;
+		}
+		pthread_mutex_unlock(&sh->lock);
+	}
+}
+
+void
+trk_store_credit_completed(struct trk_store *s, const uint8_t info_hash[TRK_HASH_LEN], uint32_t n)
+{
+	struct trk_shard *sh = shard_of(s, info_hash);
+	bool found;
+
+	pthread_mutex_lock(&sh->lock);
+	size_t i = torrent_find(sh, info_hash, &found);
+	if (found)
+		sh->t[i].completed_new += n;
+	pthread_mutex_unlock(&sh->lock);
 }
 
 void

@@ -946,3 +946,34 @@ def test_postgres_down_at_start(tracker):
     err = t.stderr()
     assert "PostgreSQL" in err and "conninfo" in err, "no clear message:\n%s" % err[-2000:]
 
+
+
+def test_completed_counted_once_across_flushes(tracker, postgres_server):
+    """The catalog adds exactly the completions taken from memory since the
+    last flush: several flushes, a whitelist refresh that swaps one program
+    for another of the same count, and repeated event=completed never add a
+    completion twice."""
+    t = tracker({"tracker": {"flush_s": 1, "whitelist_refresh_s": 1}})
+    a = register(t, "Channel A", "rtmp://origin.example/live/a")
+    announce(t, a, 6301, left=0, event="completed")
+    announce(t, a, 6301, left=0, event="completed")  # the same peer again: still one
+    announce(t, a, 6302, left=0, event="completed")
+
+    def completed(h):
+        for p in programs(t, "?limit=500"):
+            if p["info_hash"] == h.hex():
+                return p["completed"]
+        return None
+
+    wait_until(lambda: completed(a) == 2, timeout=6, interval=0.2, what="2 completions flushed")
+    # Swap the catalog's program set without changing its size, as an
+    # operator editing the table would; then let several flushes pass.
+    b = hashlib.sha1(b"rtmp://origin.example/live/b").digest()
+    postgres_server.psql(t.db, "BEGIN; DELETE FROM programs WHERE name = 'Channel A'; "
+                               "INSERT INTO programs (info_hash, kind, name, source) VALUES "
+                               "(decode('%s', 'hex'), 'live', 'Channel B', 'rtmp://origin.example/live/b'); "
+                               "COMMIT" % b.hex())
+    announce(t, b, 6303, left=0, event="completed")
+    wait_until(lambda: completed(b) == 1, timeout=6, interval=0.2, what="B's completion flushed")
+    time.sleep(3.5)  # three more flushes and refreshes
+    assert completed(b) == 1, programs(t)

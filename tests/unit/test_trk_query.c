@@ -65,6 +65,10 @@ test_raw_bytes_and_plus(void **state)
 	assert_int_equal(q.numwant, -1);
 	assert_int_equal(q.event, TRK_EV_NONE);
 	assert_false(q.has_left);
+	/* BEP 21's "paused" is a regular announce. */
+	assert_int_equal(
+		parse("info_hash=ABCDEFGHIJKLMNOPQRST&port=1&event=paused", false, &q, &reason), 0);
+	assert_int_equal(q.event, TRK_EV_NONE);
 }
 
 static void
@@ -87,7 +91,7 @@ test_announce_errors(void **state)
 		  "invalid uploaded, downloaded or left" },
 		{ "info_hash=ABCDEFGHIJKLMNOPQRST&port=1&left=99999999999999999999",
 		  "invalid uploaded, downloaded or left" },
-		{ "info_hash=ABCDEFGHIJKLMNOPQRST&port=1&event=paused", "invalid event" },
+		{ "info_hash=ABCDEFGHIJKLMNOPQRST&port=1&event=resumed", "invalid event" },
 		{ "info_hash=ABCDEFGHIJKLMNOPQRST&port=1&peer_id=abc",
 		  "invalid peer_id (must be 20 bytes)" },
 		{ "info_hash=ABCDEFGHIJKLMNOPQRST&info_hash=ABCDEFGHIJKLMNOPQRST&port=1",

@@ -237,6 +237,7 @@ setup(void **state)
 	f->env.store = trk_store_new(4, 1000, 1000);
 	assert_non_null(f->env.store);
 	pthread_mutex_init(&f->env.lock, NULL);
+	pthread_rwlock_init(&f->env.wl_lock, NULL);
 	atomic_store(&f->env.interval_s, 1800);
 	atomic_store(&f->env.min_interval_s, 900);
 	atomic_store(&f->env.numwant_default, 50);
@@ -266,6 +267,7 @@ teardown(void **state)
 	evl_free(f->env.loop);
 	trk_store_free(f->env.store);
 	pthread_mutex_destroy(&f->env.lock);
+	pthread_rwlock_destroy(&f->env.wl_lock);
 	free(f);
 	return 0;
 }
@@ -604,7 +606,7 @@ test_whitelist(void **state)
 	int n;
 
 	hash_of(ok_hash[0], 9);
-	atomic_store(&f->env.wl, &wl);
+	f->env.wl = &wl; /* no refresh runs in this test */
 	atomic_store(&f->env.whitelist_mode, true);
 	do_connect(f, fd, cid);
 
@@ -626,7 +628,7 @@ test_whitelist(void **state)
 	expect_error(resp, n, 14, "torrent not registered");
 
 	atomic_store(&f->env.whitelist_mode, false);
-	atomic_store(&f->env.wl, NULL);
+	f->env.wl = NULL;
 	close(fd);
 }
 
