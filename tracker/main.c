@@ -107,6 +107,18 @@ trk_collect(void *arg)
 	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
 }
 
+/* Every 10 s on the event loop: drops silent peers. Here rather than on
+ * the catalog thread, which can wait on PostgreSQL for a long time. */
+static void
+trk_expire_tick(void *arg)
+{
+	struct trk_env *env = arg;
+	size_t n = trk_store_expire(env->store, trk_store_now(), atomic_load(&env->peer_timeout_s));
+	if (env->m.expired)
+		met_add(env->m.expired, (double)n);
+	evl_call_later(env->loop, 10000, trk_expire_tick, env);
+}
+
 /* Announces per second over the last ten seconds, by protocol. */
 static void
 trk_sample(struct trk_env *env)
@@ -223,6 +235,10 @@ main(int argc, char **argv)
 	env.loop = evl_new();
 	if (!env.store || !env.loop) {
 		log_err("out of memory");
+		goto out;
+	}
+	if (evl_call_later(env.loop, 10000, trk_expire_tick, &env) < 0) {
+		log_err("cannot schedule peer expiry");
 		goto out;
 	}
 	if (trk_catalog_start(&env) < 0) {

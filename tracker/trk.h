@@ -73,8 +73,8 @@ int trk_store_scrape(struct trk_store *s, const uint8_t info_hash[TRK_HASH_LEN],
 		     struct trk_counts *ret);
 
 /* Drops peers not seen since now - timeout, and torrents left with no peer
- * (their completed count is kept by the catalog, not here). Returns peers
- * dropped. Takes each shard's lock in turn, never all at once. */
+ * and no completions still to be taken (trk_store_take_completed). Returns
+ * peers dropped. Takes each shard's lock in turn, never all at once. */
 size_t trk_store_expire(struct trk_store *s, uint32_t now, uint32_t timeout);
 
 /* Calls fn for every torrent, one shard locked at a time; fn must not call

@@ -244,7 +244,7 @@ trk_catalog_main(void *arg)
 	struct trk_env *env = arg;
 	struct trk_catalog *cat = env->catalog;
 	char err[256];
-	long long next_flush = 0, next_wl = 0, next_expire = 0;
+	long long next_flush = 0, next_wl = 0;
 
 	pthread_mutex_lock(&env->lock);
 	while (!cat->stopping) {
@@ -266,18 +266,12 @@ trk_catalog_main(void *arg)
 					 err);
 			next_wl = now + atomic_load(&env->whitelist_refresh_s);
 		}
-		/* Flush before expiring: a torrent's last completions reach the
-		 * catalog before the torrent can leave memory. */
+		/* Expiry runs on the event loop (main.c), never behind a slow
+		 * PostgreSQL here; a torrent that expires keeps its untaken
+		 * completions in the store until it is gone, so flush often. */
 		if (now >= next_flush) {
 			trk_flush(env);
 			next_flush = now + atomic_load(&env->flush_s);
-		}
-		if (now >= next_expire) {
-			size_t n = trk_store_expire(env->store, (uint32_t)now,
-						    atomic_load(&env->peer_timeout_s));
-			if (env->m.expired)
-				met_add(env->m.expired, (double)n);
-			next_expire = now + 10;
 		}
 		pthread_mutex_lock(&env->lock);
 	}

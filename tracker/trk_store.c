@@ -678,7 +678,9 @@ trk_store_expire(struct trk_store *s, uint32_t now, uint32_t timeout)
 
 			dropped += pvec_expire(sh, t, FAM4, tick, (uint32_t)max_age);
 			dropped += pvec_expire(sh, t, FAM6, tick, (uint32_t)max_age);
-			if (t->pv[FAM4].len + t->pv[FAM6].len == 0) {
+			/* An empty torrent stays while it holds completions the
+			 * catalog has not taken: they are counted exactly once. */
+			if (t->pv[FAM4].len + t->pv[FAM6].len == 0 && !t->completed_new) {
 				torrent_release(sh, t);
 				continue;
 			}

@@ -33,6 +33,7 @@ struct m_peer {
 struct m_torrent {
 	bool here;
 	uint32_t completed;
+	uint32_t untaken; /* completions no trk_store_take_completed has taken */
 	struct m_peer p[N_PEERS];
 };
 
@@ -150,6 +151,7 @@ m_announce(struct model *m, unsigned ti, unsigned k, bool seeder, enum trk_event
 	if (ev == TRK_EV_COMPLETED && !p->completed) {
 		p->completed = true;
 		t->completed++;
+		t->untaken++;
 	}
 	return 0;
 }
@@ -176,7 +178,7 @@ m_expire(struct model *m, uint32_t timeout)
 				any = true;
 			}
 		}
-		if (!any)
+		if (!any && !t->untaken)
 			t->here = false;
 	}
 	return dropped;
