@@ -80,9 +80,9 @@ int http_listen_check(const char *listen, char *err, size_t errsize);
 int http_server_port(const struct http_server *s, size_t i);
 
 /* Reloadable settings, any thread. The server takes ownership of `trusted`
- * (may be NULL = trust nobody). The previous value stays allocated until the
- * next swap or free, so a request that read it just before a swap is safe;
- * reloads are operator actions seconds apart. */
+ * (may be NULL = trust nobody). Requests read these under a read lock and a
+ * swap takes the write lock, so the old value is freed at once, however
+ * close two reloads come. */
 void http_server_set_trusted(struct http_server *s, struct addr_list *trusted);
 void http_server_set_access_log(struct http_server *s, bool on);
 /* Token is copied; NULL or "" disables admin routes (403). */

@@ -19,7 +19,12 @@
  * Redis is down and within its back-off, submissions fail at once with
  * -EAGAIN; a command not answered within command_timeout_ms fails the whole
  * connection (-ETIMEDOUT for every command in flight) and the next
- * submission after the back-off reconnects.
+ * submission after the back-off reconnects. A connection Redis closes
+ * itself is reopened at once (no back-off until a connect fails). Error
+ * replies reach the callback as replies but count as errors and are logged
+ * (at most once per 10 s); READONLY, LOADING and MASTERDOWN also drop the
+ * connection so the next command reconnects. The host name is resolved
+ * once, in rds_async_new.
  */
 struct rds_async;
 
