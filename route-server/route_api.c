@@ -1021,10 +1021,13 @@ static void
 route_handle_readyz(struct http_req *req, void *arg)
 {
 	struct route_env *env = arg;
+	struct route_view view;
 	int rr = rds_ping(env->rds), pr = pg_ping(env->pg);
-	json_t *o =
-		json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable", "postgres",
-			  pr == 0 ? "ok" : "unreachable", "domains_loaded", env->snap != NULL);
+	route_view_get(env, &view);
+	bool loaded = view.snap != NULL;
+	route_view_put(&view);
+	json_t *o = json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable",
+			      "postgres", pr == 0 ? "ok" : "unreachable", "domains_loaded", loaded);
 	if (rr == 0 && pr == 0)
 		http_reply_json(req, 200, o);
 	else {
