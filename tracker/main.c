@@ -211,6 +211,7 @@ main(int argc, char **argv)
 	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
 	pthread_rwlock_init(&env.wl_lock, NULL);
+	pthread_mutex_init(&env.fs_lock, NULL);
 	env.started_ms = dmn_now_ms();
 	trk_apply(&env, env.cfg0);
 	randombytes_buf(env.udp_secret, sizeof(env.udp_secret));
@@ -298,6 +299,8 @@ out:
 		free(env.wl);
 	}
 	pthread_rwlock_destroy(&env.wl_lock);
+	pthread_mutex_destroy(&env.fs_lock);
+	free(env.fs_body);
 	pg_pool_free(env.pg);
 	met_registry_free(env.reg);
 	cfg_free(env.cfg0);

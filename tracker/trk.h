@@ -140,6 +140,13 @@ struct trk_env {
 	atomic_bool whitelist_mode, allow_ip_param, full_scrape;
 
 	pthread_rwlock_t wl_lock; /* readers search wl under it; a refresh swaps */
+
+	/* the last full scrape rendered (its "files" entries), reused for
+	 * full_scrape_min_s */
+	pthread_mutex_t fs_lock;
+	char *fs_body;
+	size_t fs_len;
+	uint32_t fs_at;
 	struct trk_whitelist *wl;
 	pthread_mutex_t lock; /* whitelist swaps, catalog state */
 

@@ -251,6 +251,7 @@ trk_put_scrape_entry(struct jw *w, const uint8_t *ih, const struct trk_counts *c
 static _Atomic uint32_t trk_full_scrape_last[TRK_FULL_SCRAPE_SLOTS];
 
 struct trk_full {
+	struct trk_env *env;
 	uint8_t (*h)[TRK_HASH_LEN];
 	struct trk_counts *c;
 	size_t n, cap;
@@ -264,8 +265,8 @@ trk_full_collect(const uint8_t ih[TRK_HASH_LEN], const struct trk_counts *c, siz
 	struct trk_full *f = arg;
 	(void)p4;
 	(void)p6;
-	if (f->failed)
-		return;
+	if (f->failed || !trk_allowed(f->env, ih))
+		return; /* in whitelist mode only registered torrents are listed */
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 1024;
 		void *nh = realloc(f->h, cap * TRK_HASH_LEN);
@@ -300,31 +301,48 @@ trk_full_scrape(struct http_req *req, struct trk_env *env, struct jw *w)
 		return;
 	}
 	atomic_store(&trk_full_scrape_last[slot], now);
-	struct trk_full f = { 0 };
-	trk_store_foreach(env->store, trk_full_collect, &f);
-	/* Sorted by info_hash, as bencoded dictionary keys must be: the hash
-	 * is the first member of a row, so rows sort with trk_hash_cmp. */
-	struct row {
-		uint8_t h[TRK_HASH_LEN];
-		struct trk_counts c;
-	} *rows = f.failed ? NULL : malloc((f.n + 1) * sizeof(*rows));
-	if (!rows) {
+	/* One rendering serves every full scrape for full_scrape_min_s: the
+	 * work and the memory stay bounded however many addresses ask. */
+	pthread_mutex_lock(&env->fs_lock);
+	if (!env->fs_body || now - env->fs_at >= min) {
+		struct trk_full f = { .env = env };
+		struct jw body;
+		trk_store_foreach(env->store, trk_full_collect, &f);
+		/* Sorted by info_hash, as bencoded dictionary keys must be: the
+		 * hash is the first member of a row, so rows sort with
+		 * trk_hash_cmp. */
+		struct row {
+			uint8_t h[TRK_HASH_LEN];
+			struct trk_counts c;
+		} *rows = f.failed ? NULL : malloc((f.n + 1) * sizeof(*rows));
+		if (rows) {
+			for (size_t i = 0; i < f.n; i++) {
+				memcpy(rows[i].h, f.h[i], TRK_HASH_LEN);
+				rows[i].c = f.c[i];
+			}
+			qsort(rows, f.n, sizeof(*rows), trk_hash_cmp);
+			jw_init(&body, 64 + f.n * 72);
+			for (size_t i = 0; i < f.n; i++)
+				trk_put_scrape_entry(&body, rows[i].h, &rows[i].c);
+			char *text = jw_finish(&body, &env->fs_len);
+			if (text) {
+				free(env->fs_body);
+				env->fs_body = text;
+				env->fs_at = now;
+			}
+		}
+		free(rows);
 		free(f.h);
 		free(f.c);
+	}
+	if (!env->fs_body) {
+		pthread_mutex_unlock(&env->fs_lock);
 		jw_discard(w);
 		trk_fail(req, env, "internal", "out of memory");
 		return;
 	}
-	for (size_t i = 0; i < f.n; i++) {
-		memcpy(rows[i].h, f.h[i], TRK_HASH_LEN);
-		rows[i].c = f.c[i];
-	}
-	qsort(rows, f.n, sizeof(*rows), trk_hash_cmp);
-	for (size_t i = 0; i < f.n; i++)
-		trk_put_scrape_entry(w, rows[i].h, &rows[i].c);
-	free(rows);
-	free(f.h);
-	free(f.c);
+	jw_raw(w, env->fs_body, env->fs_len);
+	pthread_mutex_unlock(&env->fs_lock);
 }
 
 static void
