@@ -52,7 +52,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_B    := build-fuzz
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
 
-.PHONY: all deps check unit integration fuzz fuzz-smoke demo demo-stop install clean format format-check bench
+.PHONY: all deps check unit integration fuzz fuzz-smoke demo demo-stop install clean format format-check bench bench-tracker unit-bins
 all: $(BINS)
 
 deps:
@@ -137,6 +137,9 @@ demo-stop:
 
 bench: all
 	tests/bench/route_bench.sh
+
+bench-tracker: all
+	tests/bench/tracker_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/p2pcdn/sql \
