@@ -381,84 +381,65 @@ route_hash_field(const redisReply *h, const char *name)
 	return NULL;
 }
 
-static void
-route_sources(struct http_req *req, struct route_env *env, const struct route_snap *snap)
-{
-	const char *ch = http_req_param(req, 0);
-	const char *dom = http_req_query(req, "domain");
+/* One sources request waiting on Redis: a ZRANGEBYSCORE, then one HGETALL
+ * per cache, all on the pipelined connection, so no HTTP thread waits. The
+ * snapshot reference is held until the answer is built (domain
+ * coordinates); reply strings are copied, since rds_async frees replies. */
+struct route_src_req {
+	struct route_env *env;
+	struct http_req *req;
+	struct route_view view;
 	const struct route_domain *self;
-	char key[256], now[24];
-	int err;
+	char channel[129];
+	char **ids;
+	size_t nids;
+	struct route_src_item {
+		struct route_src_req *r;
+		char *domain, *url;
+		double load, capacity;
+	} * items;
+	size_t pending;
+	bool failed;
+};
 
-	if (!route_channel_ok(ch)) {
-		http_reply_error(req, 400, "bad_request",
-				 "channel must be 1-128 characters of A-Z a-z 0-9 . _ -");
-		return;
+static void
+route_src_free(struct route_src_req *r)
+{
+	for (size_t i = 0; i < r->nids; i++) {
+		free(r->ids[i]);
+		free(r->items[i].domain);
+		free(r->items[i].url);
 	}
-	if (!dom || !*dom) {
-		http_reply_error(req, 400, "bad_request", "query parameter domain is required");
-		return;
-	}
-	self = route_snap_domain(snap, dom);
-	if (!self) {
-		http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"", dom);
-		return;
-	}
-	snprintf(key, sizeof(key), "%schan:{%s}:caches", rds_prefix(env->rds), ch);
-	snprintf(now, sizeof(now), "%lld", dmn_wall_s());
-	redisReply *ids = rds_command(env->rds, &err, "ZRANGEBYSCORE %s (%s +inf LIMIT 0 %d", key,
-				      now, ROUTE_SOURCES_MAX);
-	if (!ids || ids->type != REDIS_REPLY_ARRAY) {
-		if (ids)
-			freeReplyObject(ids);
-		http_reply_retry(req, 503, 1, "redis_unavailable",
-				 "the cache registry is unreachable");
-		return;
-	}
-	size_t n = ids->elements;
-	redisReply **hashes = calloc(n + 1, sizeof(*hashes));
-	struct route_source *src = calloc(n + 1, sizeof(*src));
-	struct rds_pipe *p = n ? rds_pipe_begin(env->rds) : NULL;
-	if (!hashes || !src || (n && !p)) {
-		if (p)
-			rds_pipe_end(p);
-		freeReplyObject(ids);
-		free(hashes);
-		free(src);
-		http_reply_retry(req, 503, 1, "redis_unavailable",
-				 "the cache registry is unreachable");
-		return;
-	}
-	for (size_t i = 0; i < n; i++) {
-		snprintf(key, sizeof(key), "%scache:{%s}", rds_prefix(env->rds),
-			 ids->element[i]->type == REDIS_REPLY_STRING ? ids->element[i]->str : "");
-		rds_pipe_add(p, "HGETALL %s", key);
-	}
-	if (n && rds_pipe_exec(p, hashes, n) < 0) {
-		rds_pipe_end(p);
-		freeReplyObject(ids);
-		free(hashes);
-		free(src);
-		http_reply_retry(req, 503, 1, "redis_unavailable",
-				 "the cache registry is unreachable");
-		return;
-	}
-	if (p)
-		rds_pipe_end(p);
+	free(r->ids);
+	free(r->items);
+	route_view_put(&r->view);
+	free(r);
+}
+
+static void
+route_src_answer(struct route_src_req *r)
+{
+	struct http_req *req = r->req;
+	const struct route_domain *self = r->self;
+	struct route_source *src = calloc(r->nids + 1, sizeof(*src));
 	size_t m = 0;
-	for (size_t i = 0; i < n; i++) {
-		const char *d = route_hash_field(hashes[i], "domain");
-		const char *url = route_hash_field(hashes[i], "url");
-		if (!d || !url || strcmp(d, self->name) == 0)
+
+	if (r->failed || !src) {
+		free(src);
+		http_reply_retry(req, 503, 1, "redis_unavailable",
+				 "the cache registry is unreachable");
+		goto out;
+	}
+	for (size_t i = 0; i < r->nids; i++) {
+		const struct route_src_item *it = &r->items[i];
+		if (!it->domain || !it->url || strcmp(it->domain, self->name) == 0)
 			continue; /* expired hash, or this domain's own cache */
-		const struct route_domain *other = route_snap_domain(snap, d);
-		const char *load = route_hash_field(hashes[i], "load");
-		const char *cap = route_hash_field(hashes[i], "capacity");
-		src[m].id = ids->element[i]->str;
-		src[m].domain = d;
-		src[m].url = url;
-		src[m].load = load ? strtod(load, NULL) : 0;
-		src[m].capacity = cap ? strtod(cap, NULL) : 0;
+		const struct route_domain *other = route_snap_domain(r->view.snap, it->domain);
+		src[m].id = r->ids[i];
+		src[m].domain = it->domain;
+		src[m].url = it->url;
+		src[m].load = it->load;
+		src[m].capacity = it->capacity;
 		if (other && other->has_loc && self->has_loc) {
 			src[m].has_distance = true;
 			src[m].distance =
@@ -478,24 +459,136 @@ route_sources(struct http_req *req, struct route_env *env, const struct route_sn
 					    : json_null());
 		json_array_append_new(arr, o);
 	}
-	json_t *out =
-		json_pack("{s:s, s:s, s:o}", "channel", ch, "domain", self->name, "sources", arr);
-	for (size_t i = 0; i < n; i++)
-		if (hashes[i])
-			freeReplyObject(hashes[i]);
-	free(hashes);
 	free(src);
-	freeReplyObject(ids);
-	http_reply_json(req, 200, out);
+	http_reply_json(req, 200,
+			json_pack("{s:s, s:s, s:o}", "channel", r->channel, "domain", self->name,
+				  "sources", arr));
+out:
+	http_resume(req);
+	route_src_free(r);
+}
+
+static char *
+route_hash_dup(const redisReply *h, const char *name)
+{
+	const char *v = route_hash_field(h, name);
+	return v ? strdup(v) : NULL;
+}
+
+/* Loop thread: one HGETALL answered. */
+static void
+route_src_on_hash(redisReply *rep, int err, void *arg)
+{
+	struct route_src_item *it = arg;
+	struct route_src_req *r = it->r;
+
+	if (err)
+		r->failed = true;
+	else if (rep->type == REDIS_REPLY_ARRAY) {
+		const char *load = route_hash_field(rep, "load");
+		const char *cap = route_hash_field(rep, "capacity");
+		it->domain = route_hash_dup(rep, "domain");
+		it->url = route_hash_dup(rep, "url");
+		it->load = load ? strtod(load, NULL) : 0;
+		it->capacity = cap ? strtod(cap, NULL) : 0;
+	}
+	if (--r->pending == 0)
+		route_src_answer(r);
+}
+
+/* Loop thread: the cache ids of the channel are known. */
+static void
+route_src_on_ids(redisReply *rep, int err, void *arg)
+{
+	struct route_src_req *r = arg;
+	char key[256];
+
+	if (err || rep->type != REDIS_REPLY_ARRAY) {
+		r->failed = true;
+		route_src_answer(r);
+		return;
+	}
+	size_t n = rep->elements;
+	r->ids = calloc(n + 1, sizeof(*r->ids));
+	r->items = calloc(n + 1, sizeof(*r->items));
+	if (!r->ids || !r->items) {
+		r->failed = true;
+		route_src_answer(r);
+		return;
+	}
+	for (size_t i = 0; i < n; i++) {
+		r->ids[i] = strdup(
+			rep->element[i]->type == REDIS_REPLY_STRING ? rep->element[i]->str : "");
+		r->items[i].r = r;
+		if (!r->ids[i])
+			r->failed = true;
+		r->nids++;
+	}
+	if (r->failed || n == 0) {
+		route_src_answer(r);
+		return;
+	}
+	/* pending counts the submissions still out; the extra one held during
+	 * the loop keeps an early reply from answering before all are sent. */
+	r->pending = 1;
+	for (size_t i = 0; i < n; i++) {
+		snprintf(key, sizeof(key), "%scache:{%s}", rds_async_prefix(r->env->ra), r->ids[i]);
+		const char *argv[] = { "HGETALL", key };
+		r->pending++;
+		if (rds_async_argv(r->env->ra, route_src_on_hash, &r->items[i], 2, argv, NULL) <
+		    0) {
+			r->pending--;
+			r->failed = true;
+			break;
+		}
+	}
+	if (--r->pending == 0)
+		route_src_answer(r);
 }
 
 static void
 route_handle_sources(struct http_req *req, void *arg)
 {
-	struct route_view view;
-	route_view_get(arg, &view);
-	route_sources(req, arg, view.snap);
-	route_view_put(&view);
+	struct route_env *env = arg;
+	const char *ch = http_req_param(req, 0);
+	const char *dom = http_req_query(req, "domain");
+	struct route_src_req *r;
+	char key[256], now[24], limit[16];
+
+	if (!route_channel_ok(ch)) {
+		http_reply_error(req, 400, "bad_request",
+				 "channel must be 1-128 characters of A-Z a-z 0-9 . _ -");
+		return;
+	}
+	if (!dom || !*dom) {
+		http_reply_error(req, 400, "bad_request", "query parameter domain is required");
+		return;
+	}
+	r = calloc(1, sizeof(*r));
+	if (!r) {
+		http_reply_error(req, 500, "internal", "out of memory");
+		return;
+	}
+	r->env = env;
+	r->req = req;
+	route_view_get(env, &r->view);
+	r->self = route_snap_domain(r->view.snap, dom);
+	if (!r->self) {
+		route_src_free(r);
+		http_reply_error(req, 404, "unknown_domain", "no domain named \"%.64s\"", dom);
+		return;
+	}
+	snprintf(r->channel, sizeof(r->channel), "%s", ch);
+	snprintf(key, sizeof(key), "%schan:{%s}:caches", rds_async_prefix(env->ra), ch);
+	snprintf(now, sizeof(now), "(%lld", dmn_wall_s());
+	snprintf(limit, sizeof(limit), "%d", ROUTE_SOURCES_MAX);
+	const char *argv[] = { "ZRANGEBYSCORE", key, now, "+inf", "LIMIT", "0", limit };
+	/* Defer before submitting: the reply may arrive before we return. */
+	http_defer(req);
+	if (rds_async_argv(env->ra, route_src_on_ids, r, 7, argv, NULL) < 0) {
+		r->failed = true;
+		route_src_answer(r);
+	}
 }
 
 const struct http_route route_api_routes[] = {
