@@ -159,3 +159,34 @@ svc_pg_start(const struct cfg *c, bool migrate, struct pg_pool **ret)
 	}
 	return 0;
 }
+
+struct cfg *
+svc_reload_cfg(const struct cfg_key *table, size_t n, const char *path, const struct cfg *running,
+	       int (*validate)(const struct cfg *c, char *err, size_t errsize))
+{
+	char err[512], fixed[512];
+	struct cfg *c = cfg_load(table, n, path, err, sizeof(err));
+
+	if (!c) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		return NULL;
+	}
+	if (validate(c, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s: %s", path, err);
+		cfg_free(c);
+		return NULL;
+	}
+	if (cfg_diff_fixed(running, c, fixed, sizeof(fixed)) > 0)
+		log_warn("reload: %s changed but only take effect after a restart", fixed);
+	return c;
+}
+
+PGconn *
+svc_pg_acquire(struct pg_pool *pg, struct http_req *req, const char *what)
+{
+	PGconn *c = pg_acquire(pg);
+	if (!c)
+		http_reply_retry(req, 503, 2, "postgres_unavailable", "the %s is unreachable",
+				 what);
+	return c;
+}

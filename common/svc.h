@@ -8,6 +8,7 @@
 
 #include "cfg.h"
 #include "http.h"
+#include "pg.h"
 
 /* The [server] rows of a daemon's config table (see docs/README.md).
  * Put SVC_SERVER_KEYS(...) first in the table. */
@@ -68,7 +69,18 @@ struct http_server *svc_listen(const struct cfg *c, bool api, bool api_admin,
 void svc_apply(const struct cfg *c, struct http_server *api, struct http_server *admin,
 	       bool api_admin);
 
-struct pg_pool;
+/* SIGHUP, the part every daemon shares: reads path against table, checks
+ * it with validate, and on failure logs why ("keeping the running
+ * configuration") and returns NULL. On success warns about non-reloadable
+ * keys that differ from `running` and returns the new config (caller
+ * frees). */
+struct cfg *svc_reload_cfg(const struct cfg_key *table, size_t n, const char *path,
+			   const struct cfg *running,
+			   int (*validate)(const struct cfg *c, char *err, size_t errsize));
+
+/* A pooled PostgreSQL connection for an admin or catalog handler, or NULL
+ * after replying 503 postgres_unavailable ("the WHAT is unreachable"). */
+PGconn *svc_pg_acquire(struct pg_pool *pg, struct http_req *req, const char *what);
 
 /* --migrate: applies pending migrations on one pooled connection, prints
  * the schema version to stdout. Returns the process exit status. */

@@ -16,30 +16,20 @@
 static void
 route_reload(struct route_env *env)
 {
-	char err[512], fixed[512];
+	char err[512];
 	struct cfg *cfg;
 	struct route_state *st;
 
 	dmn_notify("RELOADING=1");
-	cfg = cfg_load(route_cfg_table, route_cfg_n, env->cfg_path, err, sizeof(err));
-	if (!cfg) {
-		log_err("reload failed, keeping the running configuration: %s", err);
+	cfg = svc_reload_cfg(route_cfg_table, route_cfg_n, env->cfg_path, env->cfg0, svc_validate);
+	if (!cfg)
 		goto out;
-	}
-	if (svc_validate(cfg, err, sizeof(err)) < 0) {
-		log_err("reload failed, keeping the running configuration: %s: %s", env->cfg_path,
-			err);
-		cfg_free(cfg);
-		goto out;
-	}
 	st = route_state_new(cfg, err, sizeof(err));
 	if (!st) {
 		log_err("reload failed, keeping the running configuration: %s", err);
 		cfg_free(cfg);
 		goto out;
 	}
-	if (cfg_diff_fixed(env->cfg0, cfg, fixed, sizeof(fixed)) > 0)
-		log_warn("reload: %s changed but only take effect after a restart", fixed);
 	svc_apply(cfg, env->api, env->admin, false);
 	route_state_publish(env, st);
 	route_refresh_soon(env);

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "peerid.h"
 #include "route.h"
+#include "svc.h"
 
 #define ROUTE_SOURCES_MAX 256
 
@@ -602,11 +603,7 @@ const size_t route_api_nroutes = sizeof(route_api_routes) / sizeof(route_api_rou
 static PGconn *
 route_pg(struct route_env *env, struct http_req *req)
 {
-	PGconn *c = pg_acquire(env->pg);
-	if (!c)
-		http_reply_retry(req, 503, 2, "postgres_unavailable",
-				 "the configuration database is unreachable");
-	return c;
+	return svc_pg_acquire(env->pg, req, "configuration database");
 }
 
 static bool
@@ -636,30 +633,36 @@ route_domain_row_json(const PGresult *res, int i)
 	return o;
 }
 
+/* GET of an admin collection: runs sql and answers {"<what>": [rows]}. */
 static void
-route_handle_domains_list(struct http_req *req, void *arg)
+route_admin_list(struct http_req *req, struct route_env *env, const char *sql, const char *what,
+		 json_t *(*row)(const PGresult *res, int i))
 {
-	struct route_env *env = arg;
 	char err[256];
 	PGconn *c = route_pg(env, req);
 	if (!c)
 		return;
-	PGresult *res =
-		pg_query(c,
-			 "SELECT name, array_to_json(index_servers)::text, latitude, longitude "
-			 "FROM domains ORDER BY name",
-			 0, NULL, err, sizeof(err), NULL);
+	PGresult *res = pg_query(c, sql, 0, NULL, err, sizeof(err), NULL);
 	pg_release(env->pg, c);
 	if (!res) {
-		http_reply_error(req, 500, "internal", "listing domains failed");
-		log_err("listing domains: %s", err);
+		log_err("listing %s: %s", what, err);
+		http_reply_error(req, 500, "internal", "listing %s failed", what);
 		return;
 	}
 	json_t *arr = json_array();
 	for (int i = 0; i < PQntuples(res); i++)
-		json_array_append_new(arr, route_domain_row_json(res, i));
+		json_array_append_new(arr, row(res, i));
 	PQclear(res);
-	http_reply_json(req, 200, json_pack("{s:o}", "domains", arr));
+	http_reply_json(req, 200, json_pack("{s:o}", what, arr));
+}
+
+static void
+route_handle_domains_list(struct http_req *req, void *arg)
+{
+	route_admin_list(req, arg,
+			 "SELECT name, array_to_json(index_servers)::text, latitude, longitude "
+			 "FROM domains ORDER BY name",
+			 "domains", route_domain_row_json);
 }
 
 /* Returns 0 and a JSON text of the validated index_servers array. */
@@ -855,25 +858,9 @@ route_rule_row_json(const PGresult *res, int i)
 static void
 route_handle_rules_list(struct http_req *req, void *arg)
 {
-	struct route_env *env = arg;
-	char err[256];
-	PGconn *c = route_pg(env, req);
-	if (!c)
-		return;
-	PGresult *res =
-		pg_query(c, "SELECT " ROUTE_RULE_COLS " FROM domain_rules ORDER BY priority, id", 0,
-			 NULL, err, sizeof(err), NULL);
-	pg_release(env->pg, c);
-	if (!res) {
-		log_err("listing rules: %s", err);
-		http_reply_error(req, 500, "internal", "listing rules failed");
-		return;
-	}
-	json_t *arr = json_array();
-	for (int i = 0; i < PQntuples(res); i++)
-		json_array_append_new(arr, route_rule_row_json(res, i));
-	PQclear(res);
-	http_reply_json(req, 200, json_pack("{s:o}", "rules", arr));
+	route_admin_list(req, arg,
+			 "SELECT " ROUTE_RULE_COLS " FROM domain_rules ORDER BY priority, id",
+			 "rules", route_rule_row_json);
 }
 
 /* A validated rule body as text parameters for SQL (NULL = any). */

@@ -65,29 +65,17 @@ trk_apply(struct trk_env *env, const struct cfg *c)
 static void
 trk_reload(struct trk_env *env)
 {
-	char err[512], fixed[512];
 	struct cfg *c;
 
 	dmn_notify("RELOADING=1");
-	c = cfg_load(trk_cfg_table, trk_cfg_n, env->cfg_path, err, sizeof(err));
-	if (!c) {
-		log_err("reload failed, keeping the running configuration: %s", err);
-		goto out;
-	}
-	if (trk_validate(c, err, sizeof(err)) < 0) {
-		log_err("reload failed, keeping the running configuration: %s: %s", env->cfg_path,
-			err);
+	c = svc_reload_cfg(trk_cfg_table, trk_cfg_n, env->cfg_path, env->cfg0, trk_validate);
+	if (c) {
+		svc_apply(c, env->api, env->admin, true);
+		trk_apply(env, c);
 		cfg_free(c);
-		goto out;
+		trk_catalog_refresh_soon(env);
+		log_notice("configuration reloaded from %s", env->cfg_path);
 	}
-	if (cfg_diff_fixed(env->cfg0, c, fixed, sizeof(fixed)) > 0)
-		log_warn("reload: %s changed but only take effect after a restart", fixed);
-	svc_apply(c, env->api, env->admin, true);
-	trk_apply(env, c);
-	cfg_free(c);
-	trk_catalog_refresh_soon(env);
-	log_notice("configuration reloaded from %s", env->cfg_path);
-out:
 	dmn_notify("READY=1");
 }
 

@@ -11,6 +11,7 @@
 #include "benc.h"
 #include "log.h"
 #include "sha1.h"
+#include "svc.h"
 #include "trk.h"
 
 struct trk_catalog {
@@ -336,10 +337,7 @@ trk_catalog_refresh_soon(struct trk_env *env)
 static PGconn *
 trk_pg(struct trk_env *env, struct http_req *req)
 {
-	PGconn *c = pg_acquire(env->pg);
-	if (!c)
-		http_reply_retry(req, 503, 2, "postgres_unavailable", "the catalog is unreachable");
-	return c;
+	return svc_pg_acquire(env->pg, req, "catalog");
 }
 
 static json_t *

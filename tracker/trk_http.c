@@ -104,6 +104,19 @@ trk_fail(struct http_req *req, struct trk_env *env, const char *code, const char
 	http_reply_data(req, 200, "text/plain", (const char *)buf, n);
 }
 
+/* Sends a finished bencoded answer (HTTP 200, as clients expect). */
+static void
+trk_reply(struct http_req *req, struct trk_env *env, struct jw *w)
+{
+	size_t len;
+	char *text = jw_finish(w, &len);
+	if (!text) {
+		trk_fail(req, env, "internal", "out of memory");
+		return;
+	}
+	http_reply_take(req, 200, "text/plain", text, len);
+}
+
 /* Appends "KEY" i V e, all keys pre-encoded by the caller. */
 static void
 trk_put_kv_int(struct jw *w, const char *key_enc, long long v)
@@ -218,13 +231,7 @@ trk_handle_announce(struct http_req *req, void *arg)
 		trk_put_peer_dicts(&w, out4, n4, out6, n6);
 	}
 	jw_lit(&w, "e");
-	size_t len;
-	char *text = jw_finish(&w, &len);
-	if (!text) {
-		trk_fail(req, env, "internal", "out of memory");
-		return;
-	}
-	http_reply_take(req, 200, "text/plain", text, len);
+	trk_reply(req, env, &w);
 }
 
 static int
@@ -385,13 +392,7 @@ trk_handle_scrape(struct http_req *req, void *arg)
 	jw_lit(&w, "ee");
 	if (env->m.scrapes)
 		met_add(met_child(env->m.scrapes, "http"), 1);
-	size_t len;
-	char *text = jw_finish(&w, &len);
-	if (!text) {
-		trk_fail(req, env, "internal", "out of memory");
-		return;
-	}
-	http_reply_take(req, 200, "text/plain", text, len);
+	trk_reply(req, env, &w);
 }
 
 /* ---------------------------------------------------------------- admin */

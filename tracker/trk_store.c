@@ -153,15 +153,19 @@ shard_of(struct trk_store *s, const uint8_t *hash)
 	return &s->shards[s->shard_bits ? top >> (16 - s->shard_bits) : 0];
 }
 
-/* Lower bound of hash in the shard; *found says whether it is there. */
+/* Lower bound of key (its first klen bytes) among n records of `stride`
+ * bytes sorted by that prefix; *found says whether it is there. Torrents
+ * (keyed by info_hash) and peers (keyed by address and port) both start
+ * with their key, so one search serves both. */
 static size_t
-torrent_find(const struct trk_shard *sh, const uint8_t *hash, bool *found)
+lower_bound(const uint8_t *base, size_t n, size_t stride, const uint8_t *key, size_t klen,
+	    bool *found)
 {
-	size_t lo = 0, hi = sh->n;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = memcmp(sh->t[mid].hash, hash, TRK_HASH_LEN);
+		int c = memcmp(base + mid * stride, key, klen);
 
 		if (c == 0) {
 			*found = true;
@@ -174,6 +178,14 @@ torrent_find(const struct trk_shard *sh, const uint8_t *hash, bool *found)
 	}
 	*found = false;
 	return lo;
+}
+
+/* Lower bound of hash in the shard; *found says whether it is there. */
+static size_t
+torrent_find(const struct trk_shard *sh, const uint8_t *hash, bool *found)
+{
+	return lower_bound((const uint8_t *)sh->t, sh->n, sizeof(*sh->t), hash, TRK_HASH_LEN,
+			   found);
 }
 
 static int
@@ -243,23 +255,7 @@ torrent_remove(struct trk_shard *sh, size_t at)
 static size_t
 peer_find(const struct trk_pvec *v, unsigned f, const uint8_t *key, bool *found)
 {
-	size_t lo = 0, hi = v->len, rec = rec_size[f], klen = key_size[f];
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = memcmp(v->rec + mid * rec, key, klen);
-
-		if (c == 0) {
-			*found = true;
-			return mid;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*found = false;
-	return lo;
+	return lower_bound(v->rec, v->len, rec_size[f], key, key_size[f], found);
 }
 
 static int
