@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "dmn.h"
 #include "log.h"
 #include "pg.h"
 
@@ -189,4 +190,26 @@ svc_pg_acquire(struct pg_pool *pg, struct http_req *req, const char *what)
 		http_reply_retry(req, 503, 2, "postgres_unavailable", "the %s is unreachable",
 				 what);
 	return c;
+}
+
+void
+svc_run(const struct cfg *c, struct http_server *api, struct http_server *admin,
+	void (*reload)(void *arg), void (*tick)(void *arg), void *arg)
+{
+	dmn_notify("READY=1");
+	for (;;) {
+		enum dmn_event ev = dmn_wait(1000);
+		if (ev == DMN_STOP)
+			break;
+		if (ev == DMN_RELOAD) {
+			if (reload)
+				reload(arg);
+		} else if (tick) {
+			tick(arg);
+		}
+	}
+	dmn_notify("STOPPING=1");
+	log_notice("stopping: draining requests in flight");
+	http_server_drain(api, (int)cfg_int(c, "server", "drain_timeout_s") * 1000);
+	http_server_drain(admin, 1000);
 }

@@ -98,4 +98,12 @@ int svc_schema_check(struct pg_pool *pg, char *err, size_t errsize);
  * (exit 1; *ret set to the pool or NULL, to be freed by the caller). */
 int svc_pg_start(const struct cfg *c, bool migrate, struct pg_pool **ret);
 
+/* The signal loop of a started daemon: announces READY=1, calls reload on
+ * SIGHUP and tick about once a second (either may be NULL), and on
+ * SIGTERM/SIGINT announces STOPPING=1 and drains both listeners (api up to
+ * [server] drain_timeout_s). Returns when the daemon should free and exit
+ * 0. Main thread only. */
+void svc_run(const struct cfg *c, struct http_server *api, struct http_server *admin,
+	     void (*reload)(void *arg), void (*tick)(void *arg), void *arg);
+
 #endif

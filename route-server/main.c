@@ -14,8 +14,9 @@
 
 /* SIGHUP: build the new state aside; swap only when all of it loaded. */
 static void
-route_reload(struct route_env *env)
+route_reload(void *arg)
 {
+	struct route_env *env = arg;
 	char err[512];
 	struct cfg *cfg;
 	struct route_state *st;
@@ -104,8 +105,9 @@ route_metrics_init(struct route_env *env)
 }
 
 static void
-route_sample(struct route_env *env)
+route_sample(void *arg)
 {
+	struct route_env *env = arg;
 	unsigned long long now = atomic_load(&env->lookups);
 	pthread_mutex_lock(&env->lock);
 	env->ring_pos = (env->ring_pos + 1) % 11;
@@ -251,22 +253,7 @@ main(int argc, char **argv)
 	log_notice("ready: api on %s, admin on %s, %zu domains, %zu rules, generation %lld",
 		   cfg_str(env.cfg0, "server", "listen"),
 		   cfg_str(env.cfg0, "server", "admin_listen"), ndomains, nrules, generation);
-	dmn_notify("READY=1");
-
-	for (;;) {
-		enum dmn_event ev = dmn_wait(1000);
-		if (ev == DMN_STOP)
-			break;
-		if (ev == DMN_RELOAD)
-			route_reload(&env);
-		else
-			route_sample(&env);
-	}
-	dmn_notify("STOPPING=1");
-	log_notice("stopping: draining requests in flight");
-	int drain_ms = (int)cfg_int(env.cfg0, "server", "drain_timeout_s") * 1000;
-	http_server_drain(env.api, drain_ms);
-	http_server_drain(env.admin, 1000);
+	svc_run(env.cfg0, env.api, env.admin, route_reload, route_sample, &env);
 	ret = 0;
 	log_notice("stopped");
 out:

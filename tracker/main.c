@@ -63,8 +63,9 @@ trk_apply(struct trk_env *env, const struct cfg *c)
 /* SIGHUP. The tracker's reloadable keys are all plain values: validate the
  * new file, then apply; the old values stay on any error. */
 static void
-trk_reload(struct trk_env *env)
+trk_reload(void *arg)
 {
+	struct trk_env *env = arg;
 	struct cfg *c;
 
 	dmn_notify("RELOADING=1");
@@ -109,8 +110,9 @@ trk_expire_tick(void *arg)
 
 /* Announces per second over the last ten seconds, by protocol. */
 static void
-trk_sample(struct trk_env *env)
+trk_sample(void *arg)
 {
+	struct trk_env *env = arg;
 	static const char *const proto[2] = { "http", "udp" };
 	env->ring_pos = (env->ring_pos + 1) % 11;
 	for (int i = 0; i < 2; i++) {
@@ -258,21 +260,7 @@ main(int argc, char **argv)
 		   cfg_str(env.cfg0, "server", "listen"), *udp ? udp : "(off)",
 		   cfg_str(env.cfg0, "server", "admin_listen"),
 		   cfg_str(env.cfg0, "tracker", "mode"), nprograms);
-	dmn_notify("READY=1");
-
-	for (;;) {
-		enum dmn_event ev = dmn_wait(1000);
-		if (ev == DMN_STOP)
-			break;
-		if (ev == DMN_RELOAD)
-			trk_reload(&env);
-		else
-			trk_sample(&env);
-	}
-	dmn_notify("STOPPING=1");
-	log_notice("stopping: draining requests in flight");
-	http_server_drain(env.api, (int)cfg_int(env.cfg0, "server", "drain_timeout_s") * 1000);
-	http_server_drain(env.admin, 1000);
+	svc_run(env.cfg0, env.api, env.admin, trk_reload, trk_sample, &env);
 	ret = 0;
 	log_notice("stopped");
 out:
