@@ -82,16 +82,21 @@ $(B)/bin/%: $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(B)/libcom
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-# Unit tests of a daemon's logic (test_route_*.c) link its objects but main.o.
-ROUTE_LIB_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out route-server/main.c,$(wildcard route-server/*.c)))
-$(B)/tests/test_route_%: $(B)/tests/unit/test_route_%.o $(ROUTE_LIB_OBJ) $(B)/libcommon.a
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
-
-TRK_LIB_OBJ := $(patsubst %.c,$(B)/%.o,$(filter-out tracker/main.c,$(wildcard tracker/*.c)))
-$(B)/tests/test_trk_%: $(B)/tests/unit/test_trk_%.o $(TRK_LIB_OBJ) $(B)/libcommon.a
-	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+# Unit tests and fuzz targets of a daemon's logic link its objects but
+# main.o: tests/unit/test_PFX_*.c and tests/fuzz/fuzz_PFX_*.c, with PFX the
+# daemon's short name below.
+define DAEMON_TESTS
+$(1)_LIB_SRC := $$(filter-out $(1)/main.c,$$(wildcard $(1)/*.c))
+$(1)_LIB_OBJ := $$(patsubst %.c,$$(B)/%.o,$$($(1)_LIB_SRC))
+$$(B)/tests/test_$(2)_%: $$(B)/tests/unit/test_$(2)_%.o $$($(1)_LIB_OBJ) $$(B)/libcommon.a
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(LDFLAGS) -o $$@ $$^ $$(LDLIBS) -lcmocka
+$$(FUZZ_B)/fuzz_$(2)_%: tests/fuzz/fuzz_$(2)_%.c $$(COMMON_SRC) $$($(1)_LIB_SRC) $$(FUZZ_B)/gen/schema.c $$(wildcard common/*.h $(1)/*.h)
+	@mkdir -p $$(dir $$@)
+	$$(FUZZ_CC) -I$(1) -o $$@ $$< $$(COMMON_SRC) $$($(1)_LIB_SRC) $$(FUZZ_B)/gen/schema.c $$(LDLIBS)
+endef
+DAEMON_PREFIXES := route-server:route tracker:trk login-server:login relay-server:relay \
+	index-server:index cache-server:cache
 
 $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libcommon.a
 	@mkdir -p $(dir $@)
@@ -100,20 +105,14 @@ $(B)/tests/%: $(B)/tests/unit/%.o $(B)/libcommon.a
 # Fuzz targets: clang + libFuzzer, own build dir (objects never mix).
 FUZZ_CC := clang -std=gnu11 -g -O1 $(CPPFLAGS) -fsanitize=fuzzer,address,undefined \
 	$(shell pkg-config --cflags $(PKGS))
-ROUTE_LIB_SRC := $(filter-out route-server/main.c,$(wildcard route-server/*.c))
 $(FUZZ_B)/gen/schema.c: $(SQL) deploy/sql/embed.sh
 	@mkdir -p $(dir $@)
 	deploy/sql/embed.sh $(SQL) >$@
-$(FUZZ_B)/fuzz_route_%: tests/fuzz/fuzz_route_%.c $(COMMON_SRC) $(ROUTE_LIB_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h route-server/*.h)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -Iroute-server -o $@ $< $(COMMON_SRC) $(ROUTE_LIB_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
-TRK_LIB_SRC := $(filter-out tracker/main.c,$(wildcard tracker/*.c))
-$(FUZZ_B)/fuzz_trk_%: tests/fuzz/fuzz_trk_%.c $(COMMON_SRC) $(TRK_LIB_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h tracker/*.h)
-	@mkdir -p $(dir $@)
-	$(FUZZ_CC) -Itracker -o $@ $< $(COMMON_SRC) $(TRK_LIB_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
 $(FUZZ_B)/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_B)/gen/schema.c $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) -o $@ $< $(COMMON_SRC) $(FUZZ_B)/gen/schema.c $(LDLIBS)
+
+$(foreach d,$(DAEMON_PREFIXES),$(eval $(call DAEMON_TESTS,$(word 1,$(subst :, ,$(d))),$(word 2,$(subst :, ,$(d))))))
 
 fuzz: $(FUZZ_BINS)
 

@@ -157,6 +157,21 @@ http_reply_data(struct http_req *r, unsigned status, const char *content_type, c
 }
 
 void
+http_reply_fd(struct http_req *r, unsigned status, const char *content_type, int fd,
+	      uint64_t offset, uint64_t len)
+{
+	struct MHD_Response *resp = MHD_create_response_from_fd_at_offset64(len, fd, offset);
+	if (!resp) {
+		close(fd);
+		http_reply_error(r, 500, "internal", "cannot build a file response");
+		return;
+	}
+	if (content_type)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+	http_finish(r, status, resp, (size_t)len);
+}
+
+void
 http_reply_json(struct http_req *r, unsigned status, json_t *body)
 {
 	char *text;

