@@ -525,6 +525,35 @@ trk_utf8_ok(const uint8_t *p, size_t len)
 	return true;
 }
 
+/* A file or folder name a client may create: UTF-8, not empty, "." or
+ * "..", no '/' or NUL (a torrent must not write outside its folder). */
+static bool
+trk_name_ok(const uint8_t *s, size_t len)
+{
+	if (len == 0 || (len == 1 && s[0] == '.') || (len == 2 && s[0] == '.' && s[1] == '.'))
+		return false;
+	return !memchr(s, '/', len) && !memchr(s, 0, len) && trk_utf8_ok(s, len);
+}
+
+/* info.files[].path: a non-empty list of names (BEP 3). */
+static bool
+trk_path_ok(struct benc_span path)
+{
+	struct benc_iter it = { 0 };
+	struct benc_span k, e;
+	const uint8_t *s;
+	size_t len, n = 0;
+
+	if (benc_type(path) != BENC_LIST)
+		return false;
+	while (benc_next(path, &it, &k, &e) == 1) {
+		if (benc_str(e, &s, &len) < 0 || !trk_name_ok(s, len))
+			return false;
+		n++;
+	}
+	return n > 0;
+}
+
 /* Checks a .torrent per BEP 3 and reads its name and total size. */
 static int
 trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t ih[TRK_HASH_LEN],
@@ -551,8 +580,9 @@ trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t
 		http_reply_error(req, 400, "bad_torrent", "info.name must be a non-empty string");
 		return -EINVAL;
 	}
-	if (!trk_utf8_ok(s, slen)) {
-		http_reply_error(req, 400, "bad_torrent", "info.name must be UTF-8");
+	if (!trk_name_ok(s, slen)) {
+		http_reply_error(req, 400, "bad_torrent",
+				 "info.name must be UTF-8, not \".\" or \"..\", without /");
 		return -EINVAL;
 	}
 	memcpy(name, s, slen);
@@ -574,15 +604,30 @@ trk_torrent_check(struct http_req *req, const uint8_t *data, size_t len, uint8_t
 			return -EINVAL;
 		}
 	} else if (benc_dict_get(info, "files", &files) == 0 && benc_type(files) == BENC_LIST) {
+		size_t nfiles = 0;
 		while (benc_next(files, &it, &k, &f) == 1) {
-			struct benc_span fl;
+			struct benc_span fl, path;
 			if (benc_type(f) != BENC_DICT || benc_dict_get(f, "length", &fl) < 0 ||
 			    benc_int(fl, &n) < 0 || n < 0 || total > INT64_MAX - n) {
 				http_reply_error(req, 400, "bad_torrent",
 						 "every info.files entry needs a length >= 0");
 				return -EINVAL;
 			}
+			if (benc_dict_get(f, "path", &path) < 0 || !trk_path_ok(path)) {
+				http_reply_error(
+					req, 400, "bad_torrent",
+					"info.files entry %zu: path must be a non-empty list of "
+					"UTF-8 "
+					"names, none empty, \".\" or \"..\", without / or NUL",
+					nfiles);
+				return -EINVAL;
+			}
 			total += n;
+			nfiles++;
+		}
+		if (nfiles == 0) {
+			http_reply_error(req, 400, "bad_torrent", "info.files must not be empty");
+			return -EINVAL;
 		}
 	} else {
 		http_reply_error(req, 400, "bad_torrent", "info needs length or files");

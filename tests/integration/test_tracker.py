@@ -765,7 +765,17 @@ def test_torrent_upload_validation(tracker):
         "zero piece length": bencode({"info": info(name="x", length=5, pieces=p20, **{"piece length": 0})}),
         "no length nor files": bencode({"info": info(name="x", pieces=p20, **{"piece length": 16384})}),
         "negative length": bencode({"info": info(name="x", length=-1, pieces=p20, **{"piece length": 16384})}),
+        "name with a slash": bencode({"info": info(name="a/b", length=5, pieces=p20, **{"piece length": 16384})}),
+        "name ..": bencode({"info": info(name="..", length=5, pieces=p20, **{"piece length": 16384})}),
     }
+    for what, path in {"no path": None, "empty path": [], "path ..": ["..", "etc"],
+                       "path with a slash": ["a/b"], "empty name in path": ["a", ""],
+                       "path not strings": [1], "path .": ["."]}.items():
+        entry = {"length": 5} if path is None else {"length": 5, "path": path}
+        bad["files: " + what] = bencode({"info": info(name="d", pieces=p20, files=[entry],
+                                                      **{"piece length": 16384})})
+    bad["files: empty list"] = bencode({"info": info(name="d", pieces=p20, files=[],
+                                                     **{"piece length": 16384})})
     for what, body in bad.items():
         r = t.api("POST", "/v1/torrents", body, token=True)
         assert r.status == 400, "%s: %r" % (what, r)
