@@ -284,9 +284,11 @@ trk_udp_announce(struct trk_udp *u, const struct trk_udp_req *req, const struct 
 	numwant = trk_numwant(env, req->numwant < 0 ? -1 : req->numwant);
 	/* BEP 15 (IPv6 note): peers are of the announced address's family
 	 * (the source's, unless the IP field overrode it), 6 bytes each for
-	 * IPv4 and 18 for IPv6; and they must fit the one reply datagram. */
-	maxn = v4 ? (TRK_UDP_MAX_REPLY4 - TRK_UDP_ANN_HEADER) / 6
-		  : (TRK_UDP_MAX_REPLY6 - TRK_UDP_ANN_HEADER) / 18;
+	 * IPv4 and 18 for IPv6; and they must fit the one reply datagram,
+	 * whose limit is the transport's: the source's family, which differs
+	 * from the peers' when the IP field names an IPv4 address. */
+	maxn = ((addr_is_v4(src) ? TRK_UDP_MAX_REPLY4 : TRK_UDP_MAX_REPLY6) - TRK_UDP_ANN_HEADER) /
+	       (v4 ? 6 : 18);
 	if (numwant > maxn)
 		numwant = (unsigned)maxn;
 	if (a.event == TRK_EV_STOPPED)

@@ -565,6 +565,16 @@ test_reply_cap(void **state)
 	n = do_announce(f, fd6, cid6, &a, resp, sizeof(resp));
 	assert_true(n <= 1232);
 	assert_int_equal(n, 20 + 18 * ((1232 - 20) / 18));
+	/* An IPv6 client announcing an IPv4 address gets IPv4 peers, still in
+	 * a datagram an IPv6 path carries. */
+	uint8_t req[128];
+	atomic_store(&f->env.allow_ip_param, true);
+	a.port = 7401;
+	build_announce(req, cid6, &a, 16);
+	memcpy(req + 84, "\xc6\x33\x64\x08", 4); /* 198.51.100.8 */
+	n = xfer(f, fd6, req, 98, resp, sizeof(resp));
+	atomic_store(&f->env.allow_ip_param, false);
+	assert_int_equal(n, 20 + 6 * ((1232 - 20) / 6));
 	close(fd4);
 	close(fd6);
 }
