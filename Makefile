@@ -40,6 +40,11 @@ LDLIBS    := $(shell pkg-config --libs $(PKGS)) -lm
 # Every folder with a main.c is a daemon; the binary takes the folder's name.
 DAEMONS   := $(patsubst %/main.c,%,$(wildcard */main.c))
 BINS      := $(addprefix $(B)/bin/,$(DAEMONS))
+# The reference peer and load generator (tests/peer/, docs/peer.md).
+PEER_SRC  := $(wildcard tests/peer/*.c)
+ifneq ($(PEER_SRC),)
+BINS      += $(B)/bin/p2pcdn-peer
+endif
 
 COMMON_SRC := $(wildcard common/*.c)
 COMMON_OBJ := $(patsubst %.c,$(B)/%.o,$(COMMON_SRC)) $(B)/gen/schema.o
@@ -78,6 +83,12 @@ $(B)/libcommon.a: $(COMMON_OBJ)
 .SECONDARY:
 .SECONDEXPANSION:
 $(B)/bin/%: $$(addprefix $(B)/,$$(subst .c,.o,$$(wildcard $$*/*.c))) $(B)/libcommon.a
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The peer is a client, not a daemon, built beside them.
+$(B)/bin/p2pcdn-peer: $(patsubst %.c,$(B)/%.o,$(PEER_SRC)) $(B)/libcommon.a
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
