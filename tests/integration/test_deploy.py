@@ -4,7 +4,6 @@ every daemon has its binary, a systemd unit that systemd-analyze accepts
 (Type=notify, reload by SIGHUP, the hardening the operator guide promises)
 and a commented example config whose every key the daemon knows."""
 
-import configparser
 import os
 import re
 import subprocess
@@ -98,18 +97,28 @@ def test_example_configs_cover_every_key(prefix):
         assert r.returncode == 0, "%s --help exited %d" % (d, r.returncode)
         known = help_keys(r.stdout.decode(errors="replace"))
         assert known, "%s --help lists no config keys" % d
-        cp = configparser.ConfigParser(interpolation=None, comment_prefixes=(";", "#"), strict=True)
-        cp.optionxform = str
-        cp.read(example, encoding="utf-8")
-        documented = {(s, k) for s in cp.sections() for k in cp[s]}
+        # A key is documented when set ("key = v") or shown commented out
+        # (";key = v", an optional key with no default worth setting).
+        documented, section, seen = set(), None, set()
+        with open(example, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+        for i, line in enumerate(lines):
+            m = re.match(r"^\[([a-z0-9_]+)\]\s*$", line)
+            if m:
+                section = m.group(1)
+                continue
+            m = re.match(r"^(;?)([a-z0-9_]+)\s*=", line)
+            if not m or not section:
+                continue
+            key = (section, m.group(2))
+            if not m.group(1):
+                assert key not in seen, "%s:%d: [%s] %s set twice" % (example, i + 1, *key)
+                seen.add(key)
+            documented.add(key)
+            assert i > 0 and lines[i - 1].startswith(";") and not re.match(r"^;[a-z0-9_]+\s*=", lines[i - 1]) \
+                or m.group(1), "%s:%d: %s has no comment above it" % (example, i + 1, m.group(2))
+        assert documented, "%s: no keys" % example
         assert documented - known == set(), "%s: keys unknown to the daemon: %s" % (
             example, sorted(documented - known))
         assert known - documented == set(), "%s: keys missing from the example: %s" % (
             example, sorted(known - documented))
-        with open(example, encoding="utf-8") as f:
-            lines = f.read().split("\n")
-        for i, line in enumerate(lines):
-            m = re.match(r"^([a-z0-9_]+)\s*=", line)
-            if m:
-                assert i > 0 and lines[i - 1].startswith(";"), \
-                    "%s:%d: %s has no comment above it" % (example, i + 1, m.group(1))
