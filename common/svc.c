@@ -10,6 +10,7 @@
 #include "dmn.h"
 #include "log.h"
 #include "pg.h"
+#include "rds.h"
 
 int
 svc_validate(const struct cfg *c, char *err, size_t errsize)
@@ -212,4 +213,19 @@ svc_run(const struct cfg *c, struct http_server *api, struct http_server *admin,
 	log_notice("stopping: draining requests in flight");
 	http_server_drain(api, (int)cfg_int(c, "server", "drain_timeout_s") * 1000);
 	http_server_drain(admin, 1000);
+}
+
+void
+svc_rds_opts(const struct cfg *c, struct rds_opts *ret)
+{
+	*ret = (struct rds_opts){
+		.host = cfg_str(c, "redis", "host"),
+		.port = (int)cfg_int(c, "redis", "port"),
+		.password = cfg_str(c, "redis", "password"),
+		.db = (int)cfg_int(c, "redis", "db"),
+		.prefix = cfg_str(c, "redis", "prefix"),
+		.connect_timeout_ms = (int)cfg_int(c, "redis", "connect_timeout_ms"),
+		.command_timeout_ms = (int)cfg_int(c, "redis", "command_timeout_ms"),
+		.max_backoff_ms = (int)cfg_int(c, "redis", "max_backoff_ms"),
+	};
 }

@@ -50,6 +50,25 @@
 			"SIGTERM waits this long for requests in flight"                                \
 	}
 
+/* The [redis] rows of a daemon's config table; put them after
+ * SVC_SERVER_KEYS. svc_rds_opts reads them back. */
+#define SVC_REDIS_KEYS                                                                                  \
+	{ "redis", "host", CFG_STR, "127.0.0.1", 1, 1024, false, "host or unix socket path" },          \
+		{ "redis", "port", CFG_INT, "6379", 1, 65535, false, "TCP port" },                      \
+		{ "redis", "password", CFG_STR, "", 0, 512, false, "AUTH password" },                   \
+		{ "redis", "db", CFG_INT, "0", 0, 1000, false, "database number" },                     \
+		{ "redis", "prefix", CFG_STR, "p2pcdn:", 0, 64, false, "prefix of every key" },         \
+		{ "redis", "connect_timeout_ms", CFG_INT, "200", 10, 60000, false, "connect timeout" }, \
+		{ "redis", "command_timeout_ms", CFG_INT, "500", 10, 60000, false, "command timeout" }, \
+	{                                                                                               \
+		"redis", "max_backoff_ms", CFG_INT, "2000", 10, 600000, false,                          \
+			"fail fast this long at most while Redis is down"                               \
+	}
+
+struct rds_opts;
+/* Fills ret from the [redis] keys of c (strings point into c). */
+void svc_rds_opts(const struct cfg *c, struct rds_opts *ret);
+
 /* Checks the [server] values the table alone cannot: log level, listen
  * addresses, TLS files readable and given together, trusted_proxies.
  * Returns 0, or -EINVAL with "server.KEY: ..." in err. */

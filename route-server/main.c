@@ -185,16 +185,8 @@ main(int argc, char **argv)
 		log_err("out of memory setting up metrics");
 		goto out;
 	}
-	struct rds_opts ro = {
-		.host = cfg_str(env.cfg0, "redis", "host"),
-		.port = (int)cfg_int(env.cfg0, "redis", "port"),
-		.password = cfg_str(env.cfg0, "redis", "password"),
-		.db = (int)cfg_int(env.cfg0, "redis", "db"),
-		.prefix = cfg_str(env.cfg0, "redis", "prefix"),
-		.connect_timeout_ms = (int)cfg_int(env.cfg0, "redis", "connect_timeout_ms"),
-		.command_timeout_ms = (int)cfg_int(env.cfg0, "redis", "command_timeout_ms"),
-		.max_backoff_ms = (int)cfg_int(env.cfg0, "redis", "max_backoff_ms"),
-	};
+	struct rds_opts ro;
+	svc_rds_opts(env.cfg0, &ro);
 	env.rds = rds_new(&ro);
 	env.loop = evl_new();
 	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;

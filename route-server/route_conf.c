@@ -10,15 +10,7 @@
 
 const struct cfg_key route_cfg_table[] = {
 	SVC_SERVER_KEYS("127.0.0.1:7003", "127.0.0.1:8003", "65536", "true"),
-	K("redis", "host", CFG_STR, "127.0.0.1", 1, 1024, false, "host or unix socket path"),
-	K("redis", "port", CFG_INT, "6379", 1, 65535, false, "TCP port"),
-	K("redis", "password", CFG_STR, "", 0, 512, false, "AUTH password"),
-	K("redis", "db", CFG_INT, "0", 0, 1000, false, "database number"),
-	K("redis", "prefix", CFG_STR, "p2pcdn:", 0, 64, false, "prefix of every key"),
-	K("redis", "connect_timeout_ms", CFG_INT, "200", 10, 60000, false, "connect timeout"),
-	K("redis", "command_timeout_ms", CFG_INT, "500", 10, 60000, false, "command timeout"),
-	K("redis", "max_backoff_ms", CFG_INT, "2000", 10, 600000, false,
-	  "fail fast this long at most while Redis is down"),
+	SVC_REDIS_KEYS,
 	K("postgres", "conninfo", CFG_STR, "host=127.0.0.1 dbname=p2pcdn", 1, 4096, false,
 	  "libpq connection string"),
 	K("postgres", "pool_size", CFG_INT, "2", 1, 64, false, "connections"),
