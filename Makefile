@@ -57,7 +57,7 @@ FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_B    := build-fuzz
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(FUZZ_B)/%,$(FUZZ_SRC))
 
-.PHONY: all deps check unit integration fuzz fuzz-smoke demo demo-stop install clean format format-check bench bench-tracker unit-bins
+.PHONY: all deps check unit integration fuzz fuzz-smoke demo demo-stop install clean format format-check bench unit-bins
 all: $(BINS)
 
 deps:
@@ -145,11 +145,12 @@ demo:
 demo-stop:
 	deploy/demo.sh stop
 
-bench: all
-	tests/bench/route_bench.sh
+# make bench-route, bench-tracker, bench-login, ...: tests/bench/NAME_bench.sh
+# (docs of each daemon: Benchmark). `make bench` runs the route-server's.
+bench: bench-route
 
-bench-tracker: all
-	tests/bench/tracker_bench.sh
+bench-%: all
+	tests/bench/$*_bench.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/p2pcdn/sql \
