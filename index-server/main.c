@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: MIT
+/* index-server: argv, config, start-up, the signal loop and teardown. */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dmn.h"
+#include "idx.h"
+#include "log.h"
+#include "sha1.h"
+#include "svc.h"
+
+#define IDX_SUMMARY "peer index, member lists, cache choice and publishing (seed 001 §2, §3.1)"
+
+/* SIGHUP: build the new params aside; swap only when all of it is valid. */
+static void
+idx_reload(void *arg)
+{
+	struct idx_env *env = arg;
+	char err[512];
+	struct idx_params p;
+	struct cfg *cfg;
+
+	dmn_notify("RELOADING=1");
+	cfg = svc_reload_cfg(idx_cfg_table, idx_cfg_n, env->cfg_path, env->cfg0, idx_validate);
+	if (!cfg)
+		goto out;
+	if (idx_params_from_cfg(cfg, &p, err, sizeof(err)) < 0) {
+		log_err("reload failed, keeping the running configuration: %s", err);
+		cfg_free(cfg);
+		goto out;
+	}
+	svc_apply(cfg, env->api, env->admin, false);
+	pthread_mutex_lock(&env->lock);
+	tok_key_wipe(&env->params.key);
+	env->params = p;
+	pthread_mutex_unlock(&env->lock);
+	tok_key_wipe(&p.key);
+	cfg_free(cfg);
+	log_notice("configuration reloaded from %s", env->cfg_path);
+out:
+	dmn_notify("READY=1");
+}
+
+static void
+idx_collect(void *arg)
+{
+	struct idx_env *env = arg;
+	struct rds_stats rs, as;
+
+	rds_get_stats(env->rds, &rs);
+	rds_async_stats(env->ra, &as);
+	met_set(env->m.redis_up, as.up || rs.up);
+	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
+	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
+	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	pthread_mutex_lock(&env->lock);
+	met_set(env->m.channels, (double)env->last_channels);
+	met_set(env->m.peers, (double)env->last_peers);
+	met_set(env->m.largest, (double)env->last_largest);
+	met_set(env->m.caches, (double)env->ncaches);
+	pthread_mutex_unlock(&env->lock);
+}
+
+static struct met_child *
+idx_scalar(struct met_registry *r, enum met_type t, const char *name, const char *help)
+{
+	struct met *m = met_new(r, t, name, help, NULL, NULL, 0);
+	return m ? met_child(m) : NULL;
+}
+
+static int
+idx_metrics_init(struct idx_env *env)
+{
+	static const double view_buckets[] = { 0, 1, 2, 4, 8, 16, 24, 32, 48, 64, 128, 256 };
+	struct met_registry *r = env->reg;
+	struct idx_metrics *m = &env->m;
+	struct met *f;
+
+	if (http_metrics_init(&env->http_metrics, r) < 0)
+		return -ENOMEM;
+	m->joins = idx_scalar(r, MET_COUNTER, "p2pcdn_index_joins_total", "Successful joins.");
+	m->heartbeats = idx_scalar(r, MET_COUNTER, "p2pcdn_index_heartbeats_total",
+				   "Heartbeats of members.");
+	m->heartbeat_misses =
+		idx_scalar(r, MET_COUNTER, "p2pcdn_index_heartbeat_not_member_total",
+			   "Heartbeats of peers that were not (or no longer) members: 404.");
+	m->leaves = idx_scalar(r, MET_COUNTER, "p2pcdn_index_leaves_total", "Leaves.");
+	m->members = idx_scalar(r, MET_COUNTER, "p2pcdn_index_member_lists_total",
+				"GET /v1/channels/{ch}/members answered.");
+	m->publishes = idx_scalar(r, MET_COUNTER, "p2pcdn_index_publishes_total",
+				  "Publish tokens issued.");
+	m->pulls_started = idx_scalar(r, MET_COUNTER, "p2pcdn_index_pulls_started_total",
+				      "Pulls a cache of this domain accepted (POST /v1/pull).");
+	m->pull_failures = met_new(r, MET_COUNTER, "p2pcdn_index_pull_failures_total",
+				   "Pull starts that failed, by reason.", "reason", NULL, 0);
+	m->join_errors = met_new(r, MET_COUNTER, "p2pcdn_index_join_errors_total",
+				 "Joins answered with an error after validation, by reason.",
+				 "reason", NULL, 0);
+	f = met_new(r, MET_HISTOGRAM, "p2pcdn_index_view_size",
+		    "Members returned per join / member list.", NULL, view_buckets,
+		    sizeof(view_buckets) / sizeof(view_buckets[0]));
+	m->view_size = f ? met_child(f) : NULL;
+	m->channels = idx_scalar(r, MET_GAUGE, "p2pcdn_index_channels",
+				 "Channels with a swarm in this domain (last sweep).");
+	m->peers = idx_scalar(r, MET_GAUGE, "p2pcdn_index_peers",
+			      "Live peers over all swarms of this domain (last sweep).");
+	m->largest = idx_scalar(r, MET_GAUGE, "p2pcdn_index_largest_swarm_peers",
+				"Live peers of the largest swarm (last sweep).");
+	m->caches = idx_scalar(r, MET_GAUGE, "p2pcdn_index_caches",
+			       "Live caches of this domain in the registry snapshot.");
+	m->redis_up = idx_scalar(r, MET_GAUGE, "p2pcdn_redis_up",
+				 "1 when the last Redis call succeeded.");
+	m->redis_commands =
+		idx_scalar(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.");
+	m->redis_errors =
+		idx_scalar(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.");
+	m->uptime = idx_scalar(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.");
+	f = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
+	if (f)
+		met_set(met_child(f, P2PCDN_VERSION), 1);
+	if (!m->joins || !m->heartbeats || !m->heartbeat_misses || !m->leaves || !m->members ||
+	    !m->publishes || !m->pulls_started || !m->pull_failures || !m->join_errors ||
+	    !m->view_size || !m->channels || !m->peers || !m->largest || !m->caches ||
+	    !m->redis_up || !m->redis_commands || !m->redis_errors || !m->uptime || !f)
+		return -ENOMEM;
+	return met_add_collector(r, idx_collect, env);
+}
+
+static void
+idx_sample(void *arg)
+{
+	struct idx_env *env = arg;
+	unsigned long long j = atomic_load(&env->joins), h = atomic_load(&env->heartbeats);
+
+	pthread_mutex_lock(&env->lock);
+	env->ring_pos = (env->ring_pos + 1) % 11;
+	env->ring_j[env->ring_pos] = j;
+	env->ring_h[env->ring_pos] = h;
+	/* The slot after the newest is the oldest: ten seconds back. */
+	unsigned old = (env->ring_pos + 1) % 11;
+	env->joins_per_s = (double)(j - env->ring_j[old]) / 10.0;
+	env->heartbeats_per_s = (double)(h - env->ring_h[old]) / 10.0;
+	pthread_mutex_unlock(&env->lock);
+	idx_background_start(env);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct idx_env env = { 0 };
+	struct cfg_args args;
+	char err[1024];
+	uint8_t digest[SHA1_LEN];
+	int r, ret = 1;
+
+	if (dmn_signals_init() < 0) {
+		fprintf(stderr, "index-server: cannot set up signals\n");
+		return 1;
+	}
+	log_init("index-server");
+	r = cfg_args_parse(argc, argv, "index-server", IDX_SUMMARY, idx_cfg_table, idx_cfg_n,
+			   &args);
+	if (r)
+		return r > 0 ? 0 : 2;
+	if (args.migrate) {
+		printf("index-server keeps no PostgreSQL state: nothing to migrate\n");
+		return 0;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "index-server: libsodium failed to initialise\n");
+		return 1;
+	}
+	env.cfg_path = args.config;
+	env.cfg0 = cfg_load(idx_cfg_table, idx_cfg_n, args.config, err, sizeof(err));
+	if (!env.cfg0) {
+		fprintf(stderr, "index-server: %s\n", err);
+		return 1;
+	}
+	if (idx_validate(env.cfg0, err, sizeof(err)) < 0) {
+		fprintf(stderr, "index-server: %s: %s\n", args.config, err);
+		cfg_free(env.cfg0);
+		return 1;
+	}
+	if (args.check) {
+		printf("%s: configuration OK\n", args.config);
+		cfg_free(env.cfg0);
+		return 0;
+	}
+	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
+	pthread_mutex_init(&env.lock, NULL);
+	env.started_ms = dmn_now_ms();
+	snprintf(env.domain, sizeof(env.domain), "%s", cfg_str(env.cfg0, "index", "domain"));
+	if (idx_params_from_cfg(env.cfg0, &env.params, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		goto out;
+	}
+	sha1(idx_script, strlen(idx_script), digest);
+	for (size_t i = 0; i < SHA1_LEN; i++)
+		snprintf(env.sha + 2 * i, 3, "%02x", digest[i]);
+	{
+		unsigned char rnd[8];
+		randombytes_buf(rnd, sizeof(rnd));
+		for (size_t i = 0; i < sizeof(rnd); i++)
+			snprintf(env.instance + 2 * i, 3, "%02x", rnd[i]);
+	}
+
+	env.reg = met_registry_new();
+	if (!env.reg || idx_metrics_init(&env) < 0) {
+		log_err("out of memory setting up metrics");
+		goto out;
+	}
+	struct rds_opts ro;
+	svc_rds_opts(env.cfg0, &ro);
+	env.rds = rds_new(&ro);
+	env.loop = evl_new();
+	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;
+	if (!env.rds || !env.ra) {
+		log_err("out of memory setting up Redis");
+		goto out;
+	}
+	if (rds_ping(env.rds) < 0)
+		log_warn("Redis at %s:%d is not answering yet; joins answer 503 until it does",
+			 ro.host, ro.port);
+	idx_caches_load_sync(&env);
+
+	env.api = svc_listen(env.cfg0, true, false, idx_api_routes, idx_api_nroutes, &env, env.reg,
+			     &env.http_metrics, false, err, sizeof(err));
+	if (!env.api) {
+		log_err("%s", err);
+		goto out;
+	}
+	env.admin = svc_listen(env.cfg0, false, false, idx_admin_routes, idx_admin_nroutes, &env,
+			       env.reg, &env.http_metrics, false, err, sizeof(err));
+	if (!env.admin) {
+		log_err("%s", err);
+		goto out;
+	}
+	log_notice("ready: domain %s, api on %s, admin on %s, %zu caches in the registry",
+		   env.domain, cfg_str(env.cfg0, "server", "listen"),
+		   cfg_str(env.cfg0, "server", "admin_listen"), env.ncaches);
+	svc_run(env.cfg0, env.api, env.admin, idx_reload, idx_sample, &env);
+	ret = 0;
+	log_notice("stopped");
+out:
+	atomic_store(&env.stopping, true);
+	/* Redis first: cancelling its commands resumes deferred requests,
+	 * which the HTTP servers need before they can close. The loop goes
+	 * before the servers too: its HTTP client callbacks (pull path) resume
+	 * requests as well, with -ECANCELED. */
+	rds_async_close(env.ra);
+	evl_free(env.loop);
+	env.loop = NULL;
+	http_server_free(env.api);
+	http_server_free(env.admin);
+	rds_async_free(env.ra);
+	rds_free(env.rds);
+	met_registry_free(env.reg);
+	tok_key_wipe(&env.params.key);
+	cfg_free(env.cfg0);
+	pthread_mutex_destroy(&env.lock);
+	return ret;
+}
