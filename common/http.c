@@ -60,6 +60,14 @@ struct http_server {
 	atomic_int inflight;
 	atomic_bool draining;
 	bool drained;
+	/* read_timeout_ms: every connection, linked here, and the thread
+	 * that shuts down those too slow to send a whole request. */
+	unsigned read_timeout_ms;
+	pthread_mutex_t conns_lock;
+	struct http_conn *conns;
+	pthread_t watchdog;
+	bool watchdog_on;
+	atomic_bool watchdog_stop;
 };
 
 struct http_req {
@@ -85,6 +93,9 @@ struct http_req {
 	size_t nhdr;
 	struct timespec start;
 	size_t resp_len;
+	struct http_upgrade *upg; /* http_reply_upgrade, until the socket is handed over */
+	bool upgraded;            /* the socket was handed over: upg belongs to the daemon */
+	bool uncounted;           /* no longer counted in flight (upgraded) */
 	/* Large buffers last: only the fields above are zeroed per request. */
 	char params[HTTP_MAX_PARAMS][HTTP_PARAM_MAX];
 	char hdr_name[HTTP_MAX_HEADERS][64];
@@ -169,6 +180,65 @@ http_reply_fd(struct http_req *r, unsigned status, const char *content_type, int
 	if (content_type)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
 	http_finish(r, status, resp, (size_t)len);
+}
+
+struct http_upgrade {
+	http_upgrade_fn fn;
+	void *arg;
+	struct MHD_UpgradeResponseHandle *urh;
+};
+
+/* libmicrohttpd's upgrade handler: the 101 is out, the socket is ours. */
+static void
+http_upgraded(void *cls, struct MHD_Connection *conn, void *con_cls, const char *extra,
+	      size_t extra_len, MHD_socket sock, struct MHD_UpgradeResponseHandle *urh)
+{
+	struct http_upgrade *u = cls;
+	struct http_req *r = con_cls;
+	(void)conn;
+
+	u->urh = urh;
+	if (r) {
+		/* From here on u belongs to the daemon, and the request no
+		 * longer holds up a drain: a tunnel may last for hours. */
+		r->upgraded = true;
+		r->upg = NULL;
+		if (!r->uncounted) {
+			r->uncounted = true;
+			if (r->srv->inflight_g)
+				met_add(r->srv->inflight_g, -1);
+			atomic_fetch_sub(&r->srv->inflight, 1);
+		}
+	}
+	u->fn(u, (int)sock, extra, extra_len, u->arg);
+}
+
+void
+http_reply_upgrade(struct http_req *r, const char *protocol, http_upgrade_fn fn, void *arg)
+{
+	struct http_upgrade *u = calloc(1, sizeof(*u));
+	struct MHD_Response *resp = u ? MHD_create_response_for_upgrade(http_upgraded, u) : NULL;
+
+	if (!resp) {
+		free(u);
+		fn(NULL, -1, NULL, 0, arg);
+		http_reply_error(r, 500, "internal", "out of memory for the upgrade");
+		return;
+	}
+	u->fn = fn;
+	u->arg = arg;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_UPGRADE, protocol);
+	r->upg = u;
+	http_finish(r, 101, resp, 0);
+}
+
+void
+http_upgrade_close(struct http_upgrade *u)
+{
+	if (!u)
+		return;
+	MHD_upgrade_action(u->urh, MHD_UPGRADE_ACTION_CLOSE);
+	free(u);
 }
 
 void
@@ -625,25 +695,110 @@ http_req_alloc(void)
 	return r;
 }
 
-/* Per connection, for keep_raw_uri: the last request line seen. */
+/* Per connection, for keep_raw_uri (the last request line seen) and
+ * read_timeout_ms (when the wait for a whole request began). */
 struct http_conn {
 	char *raw_uri;
+	struct http_conn *prev, *next; /* s->conns, with read_timeout_ms */
+	int fd;
+	long long since_ms; /* connection opened or previous request done */
+	bool busy;          /* a whole request was read; its answer is pending */
+	bool killed;
 };
+
+static long long
+http_now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 http_notify_conn(void *cls, struct MHD_Connection *conn, void **socket_context,
 		 enum MHD_ConnectionNotificationCode toe)
 {
-	(void)cls;
-	(void)conn;
+	struct http_server *s = cls;
+
 	if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-		*socket_context = calloc(1, sizeof(struct http_conn));
+		struct http_conn *hc = calloc(1, sizeof(*hc));
+		const union MHD_ConnectionInfo *ci;
+		*socket_context = hc;
+		if (!hc || !s->read_timeout_ms)
+			return;
+		ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+		hc->fd = ci ? (int)ci->connect_fd : -1;
+		hc->since_ms = http_now_ms();
+		pthread_mutex_lock(&s->conns_lock);
+		hc->next = s->conns;
+		if (s->conns)
+			s->conns->prev = hc;
+		s->conns = hc;
+		pthread_mutex_unlock(&s->conns_lock);
 	} else if (*socket_context) {
 		struct http_conn *hc = *socket_context;
+		if (s->read_timeout_ms) {
+			/* Unlinked before libmicrohttpd closes the socket, so the
+			 * watchdog never touches a reused descriptor. */
+			pthread_mutex_lock(&s->conns_lock);
+			if (hc->prev)
+				hc->prev->next = hc->next;
+			else
+				s->conns = hc->next;
+			if (hc->next)
+				hc->next->prev = hc->prev;
+			pthread_mutex_unlock(&s->conns_lock);
+		}
 		free(hc->raw_uri);
 		free(hc);
 		*socket_context = NULL;
 	}
+}
+
+/* Marks the connection's request as fully read (busy) or answered. */
+static void
+http_conn_busy(struct http_server *s, struct MHD_Connection *conn, bool busy)
+{
+	const union MHD_ConnectionInfo *ci;
+	struct http_conn *hc;
+
+	if (!s->read_timeout_ms)
+		return;
+	ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	hc = ci ? ci->socket_context : NULL;
+	if (!hc)
+		return;
+	pthread_mutex_lock(&s->conns_lock);
+	hc->busy = busy;
+	if (!busy)
+		hc->since_ms = http_now_ms();
+	pthread_mutex_unlock(&s->conns_lock);
+}
+
+/* Slow-loris defence: libmicrohttpd's timeout counts idle time only, so a
+ * client sending a byte now and then holds a connection forever. A
+ * connection that has not delivered a whole request within
+ * read_timeout_ms of opening (or of its previous answer) is shut down;
+ * libmicrohttpd then sees the error and closes it itself. */
+static void *
+http_watchdog(void *arg)
+{
+	struct http_server *s = arg;
+
+	while (!atomic_load(&s->watchdog_stop)) {
+		long long now = http_now_ms();
+		pthread_mutex_lock(&s->conns_lock);
+		for (struct http_conn *hc = s->conns; hc; hc = hc->next) {
+			if (!hc->busy && !hc->killed && hc->fd >= 0 &&
+			    now - hc->since_ms > (long long)s->read_timeout_ms) {
+				shutdown(hc->fd, SHUT_RDWR);
+				hc->killed = true;
+			}
+		}
+		pthread_mutex_unlock(&s->conns_lock);
+		usleep(200000);
+	}
+	return NULL;
 }
 
 /* libmicrohttpd's URI log callback sees the request line before it is
@@ -769,6 +924,7 @@ http_access(void *cls, struct MHD_Connection *conn, const char *url, const char 
 		r->body[r->body_len] = '\0';
 		return MHD_YES;
 	}
+	http_conn_busy(s, conn, true);
 	if (r->too_large) {
 		if (r->queued)
 			return MHD_YES; /* answered from the Content-Length */
@@ -817,13 +973,18 @@ http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
 	struct http_server *s = cls;
 	struct http_req *r = *con_cls;
-	(void)conn;
 	(void)toe;
 
+	http_conn_busy(s, conn, false);
 	if (!r)
 		return;
 	*con_cls = NULL;
-	bool counted = r->inited;
+	bool counted = r->inited && !r->uncounted;
+	if (r->upg && !r->upgraded) {
+		/* The 101 never went out: tell the daemon, which waits for it. */
+		r->upg->fn(NULL, -1, NULL, 0, r->upg->arg);
+		free(r->upg);
+	}
 	if (r->resp)
 		MHD_destroy_response(r->resp);
 	free(r->body);
@@ -963,7 +1124,8 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	struct addr a;
 	struct sockaddr_storage ss;
 	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
-			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO;
+			 MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_TURBO |
+			 MHD_ALLOW_UPGRADE;
 	unsigned threads = o->threads;
 	struct MHD_OptionItem opts[16];
 	size_t n = 0;
@@ -1000,12 +1162,12 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_COMPLETED,
 					     (intptr_t)(void *)http_completed, s };
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL };
-	if (o->keep_raw_uri) {
+	if (o->keep_raw_uri || o->read_timeout_ms)
 		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_NOTIFY_CONNECTION,
-						     (intptr_t)(void *)http_notify_conn, NULL };
+						     (intptr_t)(void *)http_notify_conn, s };
+	if (o->keep_raw_uri)
 		opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_URI_LOG_CALLBACK,
 						     (intptr_t)(void *)http_uri_log, NULL };
-	}
 	opts[n++] = (struct MHD_OptionItem){ MHD_OPTION_UNESCAPE_CALLBACK,
 					     (intptr_t)(void *)http_unescape, NULL };
 	if (s->tls_cert) {
@@ -1048,6 +1210,8 @@ http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
 		return NULL;
 	}
 	pthread_rwlock_init(&s->settings, NULL);
+	pthread_mutex_init(&s->conns_lock, NULL);
+	s->read_timeout_ms = o->read_timeout_ms;
 	/* Settings a request may read are in place before the first accept;
 	 * taking them first also means `trusted` is owned (and freed) even
 	 * when starting fails below. */
@@ -1091,6 +1255,13 @@ http_server_start(const struct http_server_opts *o, char *err, size_t errsize)
 	if (!s->nd) {
 		snprintf(err, errsize, "%s: no listen address given", s->name);
 		goto fail;
+	}
+	if (s->read_timeout_ms) {
+		if (pthread_create(&s->watchdog, NULL, http_watchdog, s) != 0) {
+			snprintf(err, errsize, "%s: cannot start the read timeout thread", s->name);
+			goto fail;
+		}
+		s->watchdog_on = true;
 	}
 	return s;
 fail:
@@ -1138,7 +1309,12 @@ http_server_free(struct http_server *s)
 	if (!s)
 		return;
 	http_server_drain(s, 0);
+	if (s->watchdog_on) {
+		atomic_store(&s->watchdog_stop, true);
+		pthread_join(s->watchdog, NULL);
+	}
 	http_server_stop(s);
+	pthread_mutex_destroy(&s->conns_lock);
 	addr_list_free(s->trusted);
 	sodium_memzero(s->token, sizeof(s->token));
 	if (s->tls_key)

@@ -57,6 +57,11 @@ struct http_server_opts {
 	const char *admin_token;       /* copied; NULL or "" = admin routes answer 403 */
 	bool keep_raw_uri;             /* keep the undecoded request line: http_req_raw_query */
 	struct http_metrics *metrics;  /* NULL = no request metrics */
+	/* 0 = off. Otherwise a connection must deliver a whole request
+	 * (head and body) within this many ms of opening or of its previous
+	 * answer, or it is closed: timeout_s alone counts idle time, which a
+	 * client trickling a byte at a time (slow-loris) never reaches. */
+	unsigned read_timeout_ms;
 };
 
 /* Binds every address and starts serving. Returns the server, or NULL with
@@ -143,6 +148,31 @@ void http_reply_header(struct http_req *r, const char *name, const char *value);
  * no thread polls it. */
 void http_defer(struct http_req *r);
 void http_resume(struct http_req *r);
+
+/* Protocol upgrades (HTTP/1.1 101 Switching Protocols), for daemons that
+ * take a connection over as a raw byte stream (the relay-server's tunnel).
+ * The handler answers with http_reply_upgrade() instead of another reply;
+ * once the 101 has gone out, fn runs ONCE on a pool thread with the
+ * connection's socket and the bytes the client sent after its request head
+ * that were already read (extra, may be 0 bytes, valid during the call
+ * only). From then on the socket belongs to the daemon: it may read, write
+ * and shutdown(2) it but must never close(2) it; when done it calls
+ * http_upgrade_close(u) exactly once, from any thread. If the 101 could not
+ * be sent (client gone, out of memory), fn runs instead with fd = -1 and
+ * u = NULL, from the thread that noticed; nothing is to be closed then.
+ * fn must not block. An upgraded connection no longer counts as a request
+ * in flight (drain does not wait for it), but it still counts against
+ * connection_limit until closed; http_server_free requires every upgraded
+ * connection to be closed first. With TLS the socket is a local socketpair
+ * that libmicrohttpd relays through TLS (slowly, in 0.9.75, and without
+ * passing the peer's close on: see docs/relay-server.md). */
+struct http_upgrade;
+typedef void (*http_upgrade_fn)(struct http_upgrade *u, int fd, const char *extra, size_t extra_len,
+				void *arg);
+/* protocol is the Upgrade header value sent back (copied). */
+void http_reply_upgrade(struct http_req *r, const char *protocol, http_upgrade_fn fn, void *arg);
+/* Hands the socket back to libmicrohttpd, which closes it. Frees u. */
+void http_upgrade_close(struct http_upgrade *u);
 
 /* Common admin handlers: "ok" and the Prometheus text of opts.registry. */
 void http_handle_healthz(struct http_req *r, void *arg);

@@ -1135,6 +1135,136 @@ test_start_errors(void **state)
 	http_server_free(NULL);
 }
 
+/* ---- upgrades and the whole-request deadline ---- */
+
+struct upgraded {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct http_upgrade *u;
+	int fd, calls;
+	char extra[64];
+	size_t extra_len;
+};
+static struct upgraded up_state = { .mu = PTHREAD_MUTEX_INITIALIZER,
+				    .cv = PTHREAD_COND_INITIALIZER };
+
+static void
+up_cb(struct http_upgrade *u, int fd, const char *extra, size_t extra_len, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&up_state.mu);
+	up_state.u = u;
+	up_state.fd = fd;
+	up_state.calls++;
+	up_state.extra_len = extra_len < sizeof(up_state.extra) ? extra_len : 0;
+	memcpy(up_state.extra, extra, up_state.extra_len);
+	pthread_cond_signal(&up_state.cv);
+	pthread_mutex_unlock(&up_state.mu);
+}
+
+static void
+h_upgrade(struct http_req *r, void *arg)
+{
+	(void)arg;
+	http_reply_upgrade(r, "test-proto", up_cb, NULL);
+}
+
+static const struct http_route up_routes[] = {
+	{ "GET", "/up", h_upgrade, false },
+};
+
+static struct http_server *
+up_server(unsigned read_timeout_ms, int *ret_port)
+{
+	struct http_server_opts o;
+	char spec[64], err[256];
+	struct http_server *s;
+
+	memset(&o, 0, sizeof(o));
+	snprintf(spec, sizeof(spec), "127.0.0.1:%d", free_port(AF_INET));
+	o.name = "up";
+	o.listen = spec;
+	o.threads = 2;
+	o.timeout_s = 30;
+	o.routes = up_routes;
+	o.nroutes = 1;
+	o.read_timeout_ms = read_timeout_ms;
+	s = http_server_start(&o, err, sizeof(err));
+	assert_non_null(s);
+	*ret_port = http_server_port(s, 0);
+	return s;
+}
+
+static void
+test_upgrade(void **state)
+{
+	static const char req[] = "GET /up HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\n"
+				  "Upgrade: test-proto\r\n\r\nhello";
+	char buf[1024], got[8] = { 0 };
+	size_t n = 0, have;
+	ssize_t k;
+	int port, fd;
+	struct http_server *s = up_server(0, &port);
+	(void)state;
+
+	fd = connect_to(AF_INET, port);
+	assert_int_equal(write(fd, req, sizeof(req) - 1), (ssize_t)(sizeof(req) - 1));
+	pthread_mutex_lock(&up_state.mu);
+	while (!up_state.calls)
+		pthread_cond_wait(&up_state.cv, &up_state.mu);
+	pthread_mutex_unlock(&up_state.mu);
+	assert_non_null(up_state.u);
+	assert_true(up_state.fd >= 0);
+	/* "hello" came with the request head or follows on the socket. */
+	have = up_state.extra_len;
+	memcpy(got, up_state.extra, have);
+	while (have < 5) {
+		k = read(up_state.fd, got + have, 5 - have);
+		assert_true(k > 0);
+		have += (size_t)k;
+	}
+	assert_memory_equal(got, "hello", 5);
+	assert_int_equal(write(up_state.fd, "olleh", 5), 5);
+	shutdown(up_state.fd, SHUT_WR);
+	while ((k = read(fd, buf + n, sizeof(buf) - 1 - n)) > 0)
+		n += (size_t)k;
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "HTTP/1.1 101"));
+	assert_non_null(strcasestr(buf, "Upgrade: test-proto\r\n"));
+	assert_non_null(strstr(buf, "\r\n\r\nolleh"));
+	close(fd);
+	http_upgrade_close(up_state.u);
+	/* Not a request in flight any more: drain returns at once. */
+	http_server_drain(s, 5000);
+	http_server_free(s);
+}
+
+static void
+test_read_timeout(void **state)
+{
+	int port, fd;
+	struct http_server *s = up_server(600, &port);
+	struct timespec t0, t1;
+	char c;
+	(void)state;
+
+	/* A byte every 100 ms never lets the idle timeout fire; the
+	 * whole-request deadline does. */
+	fd = connect_to(AF_INET, port);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(write(fd, "GET /up", 7), 7);
+	for (int i = 0; i < 50; i++) {
+		usleep(100000);
+		if (send(fd, "x", 1, MSG_NOSIGNAL) != 1)
+			break;
+	}
+	assert_true(read(fd, &c, 1) <= 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(t1.tv_sec - t0.tv_sec < 4);
+	close(fd);
+	http_server_free(s);
+}
+
 int
 main(void)
 {
@@ -1156,6 +1286,8 @@ main(void)
 		cmocka_unit_test(test_ipv6),
 		cmocka_unit_test(test_start_errors),
 		cmocka_unit_test(test_port_zero),
+		cmocka_unit_test(test_upgrade),
+		cmocka_unit_test(test_read_timeout),
 	};
 
 	log_set_level(LOG_WARNING);
