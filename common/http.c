@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
@@ -1185,6 +1186,18 @@ http_start_one(struct http_server *s, const struct http_server_opts *o, const ch
 			 "%s: cannot listen on %.*s (address in use, not local, or bad TLS files)",
 			 o->name, (int)len, spec);
 		return -EADDRINUSE;
+	}
+	/* Accept a connection only once its request bytes are there: one
+	 * wake-up per request instead of two for the one-request-per-connection
+	 * clients of trackers and caches. A client that connects and sends
+	 * nothing is accepted after the kernel's retries (the idle timeout
+	 * then applies as before). */
+	di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_LISTEN_FD);
+	if (di) {
+		int secs = 2;
+		if (setsockopt(di->listen_fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &secs, sizeof(secs)) <
+		    0)
+			log_debug("%s: TCP_DEFER_ACCEPT: %s", o->name, strerror(errno));
 	}
 	di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
 	s->port[s->nd] = di ? di->port : -1;
