@@ -164,7 +164,7 @@ install: all
 		sed 's|@PREFIX@|$(PREFIX)|g' $$u >$(DESTDIR)$(PREFIX)/lib/systemd/system/$$(basename $$u) || exit 1; \
 	done
 
-FMT_SRC = $(sort $(wildcard common/*.[ch] */*.c */*.h tests/unit/*.[ch] tests/fuzz/*.c))
+FMT_SRC = $(sort $(wildcard common/*.[ch] */*.c */*.h tests/unit/*.[ch] tests/fuzz/*.c tests/peer/*.[ch] tests/bench/*.c))
 format:
 	clang-format -i $(FMT_SRC)
 format-check:

@@ -16,7 +16,7 @@
 #include "met.h"
 #include "rds.h"
 #include "rds_async.h"
-#include "sched.h"
+#include "schedule.h"
 #include "tok.h"
 
 #define CACHE_CH_MAX    128 /* channel name bytes */

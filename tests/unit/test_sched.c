@@ -8,7 +8,7 @@
 
 #include <string.h>
 
-#include "sched.h"
+#include "schedule.h"
 
 static void
 fill(struct bmap *m, uint32_t from, uint32_t to)

@@ -1,21 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /* Chunk scheduling among several sources (seed 001 §3.3): urgent zone, rarest first, adaptive
  * counts. */
-/* -Icommon puts this file in front of the C library's <sched.h>, which
- * <pthread.h> includes: pass such includes on to the real one. Included
- * as "sched.h" from beside it, the search starts over and finds this file
- * once more, which then forwards; clang says so, harmlessly. */
-#if defined(__clang__)
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Winclude-next-absolute-path"
-#endif
-#include_next <sched.h>
-#if defined(__clang__)
-#pragma clang diagnostic pop
-#endif
 
-#ifndef P2PCDN_SCHED_H
-#define P2PCDN_SCHED_H
+#ifndef P2PCDN_SCHEDULE_H
+#define P2PCDN_SCHEDULE_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* Chunk scheduling among several sources (seed 001 §3.3): urgent zone, rarest first, adaptive
  * counts. */
-#include "sched.h"
+#include "schedule.h"
 
 #include <stdbool.h>
 #include <stdlib.h>
