@@ -140,7 +140,7 @@ unit-bins: $(UNIT_BINS)
 demo:
 	@deploy/install-deps.sh --demo
 	$(MAKE) all
-	deploy/demo.sh start
+	deploy/demo.sh run
 
 demo-stop:
 	deploy/demo.sh stop

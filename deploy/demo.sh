@@ -1,25 +1,31 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
-# Local demo: route-server on real public geo data, and the tracker (docs/demo.md).
+# Local demo of the whole hierarchy (docs/demo.md): every daemon on loopback,
+# two live domains, a published channel and a swarm of peers watching it.
 #
-#   deploy/demo.sh start     services, geo data, config, migrations, daemon,
-#                            sample domain layout, example queries
-#   deploy/demo.sh stop      stop the tracker and route-server, then Redis and PostgreSQL
-#   deploy/demo.sh status    what runs, and whether route-server answers
+#   deploy/demo.sh run       start, then keep the stack up until Ctrl-C
+#                            (without a terminal: return, leaving it running)
+#   deploy/demo.sh start     services, geo data, configs, migrations, every
+#                            daemon, the sample domain layout, example
+#                            queries, the publisher and a swarm with its summary
+#   deploy/demo.sh stop      stop the publisher, every daemon, then Redis and PostgreSQL
+#   deploy/demo.sh status    what runs, and whether each daemon answers /healthz
 #   deploy/demo.sh layout ADMIN_URL TOKEN_FILE [real|test]
 #                            (re)create the sample domains and rules on any
 #                            route-server; used by start and by the benchmark
 #
 # Everything lives under run/ in the repository: Redis and PostgreSQL
-# (deploy/services.sh, ports 7379 and 7432), geo data (run/geo), the config
-# (run/route-server.ini), the admin token (run/admin_token), the daemon's
-# pid file and log. start is idempotent: what runs keeps running, the
-# sample layout is re-applied (rules are replaced, so hand-made rules go).
+# (deploy/services.sh, ports 7379 and 7432), geo data (run/geo), one config,
+# pid file and log per daemon (run/NAME.ini, .pid, .log), the admin token
+# (run/admin_token) and the shared keys (run/relay_key, run/cache_key).
+# start is idempotent: what runs keeps running (a daemon whose generated
+# config changed is restarted), the sample layout is re-applied (rules are
+# replaced, so hand-made rules go).
 #
-# Needs build/bin/route-server (make), the Debian packages of
-# deploy/install-deps.sh, and for real data npm with access to its registry;
-# without npm it falls back to the invented test databases of
-# tests/gen-mmdb.pl and says so.
+# Needs build/bin/* (make), the Debian packages of deploy/install-deps.sh,
+# and for real data npm with access to its registry; without npm it falls
+# back to the invented test databases of tests/gen-mmdb.pl and says so.
+# DEMO_PEERS (60) and DEMO_SECONDS (30) size the swarm.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,21 +36,22 @@ PG_PORT=7432
 API=127.0.0.1:7003
 ADMIN=127.0.0.1:8003
 CONF=$RUN/route-server.ini
-PIDFILE=$RUN/route-server.pid
-LOG=$RUN/route-server.log
 TRK_BIN=${TRACKER_BIN:-$ROOT/build/bin/tracker}
 TRK_CONF=$RUN/tracker.ini
-TRK_PIDFILE=$RUN/tracker.pid
-TRK_LOG=$RUN/tracker.log
 TRK_HTTP=127.0.0.1:6969
 TRK_ADMIN=127.0.0.1:7969
 TOKEN_FILE=$RUN/admin_token
+LOGIN_BIN=${LOGIN_SERVER_BIN:-$ROOT/build/bin/login-server}
+RELAY_BIN=${RELAY_SERVER_BIN:-$ROOT/build/bin/relay-server}
+INDEX_BIN=${INDEX_SERVER_BIN:-$ROOT/build/bin/index-server}
+CACHE_BIN=${CACHE_SERVER_BIN:-$ROOT/build/bin/cache-server}
+PEER_BIN=${PEER_BIN:-$ROOT/build/bin/p2pcdn-peer}
 
 say() { printf 'demo: %s\n' "$*" >&2; }
 die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-	echo "usage: $0 start | stop | status | layout ADMIN_URL TOKEN_FILE [real|test]" >&2
+	echo "usage: $0 run | start | stop | status | layout ADMIN_URL TOKEN_FILE [real|test]" >&2
 	exit 2
 }
 
@@ -61,18 +68,17 @@ daemon_pid() {
 	echo "$pid"
 }
 
-server_pid() { daemon_pid "$PIDFILE" route-server; }
-tracker_pid() { daemon_pid "$TRK_PIDFILE" tracker; }
 
-# stop_daemon PIDFILE NAME
+# stop_daemon PIDFILE COMM [LABEL]: COMM is the process name (15 chars).
 stop_daemon() {
-	pid=$(daemon_pid "$1" "$2") || { rm -f "$1"; echo "$2: not running"; return 0; }
+	label=${3:-$2}
+	pid=$(daemon_pid "$1" "$2") || { rm -f "$1"; echo "$label: not running"; return 0; }
 	kill -TERM "$pid" 2>/dev/null || true
 	# drain_timeout_s is 10 s by default; give it a little more.
 	i=0
 	while kill -0 "$pid" 2>/dev/null; do
 		if [ $i -ge 150 ]; then
-			say "$2 (pid $pid) ignored SIGTERM for 15 s; killing it"
+			say "$label (pid $pid) ignored SIGTERM for 15 s; killing it"
 			kill -KILL "$pid" 2>/dev/null || true
 			break
 		fi
@@ -80,10 +86,9 @@ stop_daemon() {
 		i=$((i + 1))
 	done
 	rm -f "$1"
-	echo "$2: stopped"
+	echo "$label: stopped"
 }
 
-stop_server() { stop_daemon "$PIDFILE" route-server; }
 
 # wait_http URL SECONDS [PID]: until URL answers 200; fails early if PID dies.
 wait_http() {
@@ -124,11 +129,31 @@ admin() {
 	esac
 }
 
+# The domains that run an index-server and a cache-server in the demo, with
+# their port digit: API ports 70N4 (index) and 70N5 (cache), admin +1000.
+LIVE_DOMAINS="north:0 south:1"
+
+# live_port DOMAIN 4|5: prints the API port of the domain's index (4) or
+# cache (5), or fails for a domain without local servers.
+live_port() {
+	for ld in $LIVE_DOMAINS; do
+		if [ "${ld%%:*}" = "$1" ]; then
+			echo "70${ld#*:}$2"
+			return 0
+		fi
+	done
+	return 1
+}
+
 domain() { # NAME LATITUDE LONGITUDE (empty = no coordinates)
 	coords=""
 	[ -z "$2" ] || coords=",\"latitude\":$2,\"longitude\":$3"
-	admin PUT "/v1/admin/domains/$1" \
-		"{\"index_servers\":[\"http://$1-index-1.p2pcdn.test:7004\",\"http://$1-index-2.p2pcdn.test:7004\"]$coords}" >/dev/null
+	if port=$(live_port "$1" 4); then
+		urls="\"http://127.0.0.1:$port\""
+	else
+		urls="\"http://$1-index-1.p2pcdn.test:7004\",\"http://$1-index-2.p2pcdn.test:7004\""
+	fi
+	admin PUT "/v1/admin/domains/$1" "{\"index_servers\":[$urls]$coords}" >/dev/null
 }
 
 rule() { # PRIORITY COUNTRY NETTYPE REGION DOMAIN (empty field = any)
@@ -383,6 +408,199 @@ EOF
 	GEO_MODE="test"
 }
 
+# ---------------------------------------------------------------- daemons
+
+# run_daemon NAME BIN CONF ADMIN_ADDR: CONF.new is the wanted config. Checks
+# it, restarts NAME when it runs with another config, starts it when it
+# does not run (pid run/NAME.pid, log run/NAME.log) and waits for /healthz.
+run_daemon() {
+	name=$1 bin=$2 conf=$3 adm=$4
+	pidf=$RUN/$name.pid log=$RUN/$name.log
+	comm=$(daemon_comm "$name")
+	[ -x "$bin" ] || die "$bin not found: build it first (make, or make demo)"
+	"$bin" --config "$conf.new" --check-config >/dev/null ||
+		die "the generated config $conf.new does not pass --check-config"
+	if pid=$(daemon_pid "$pidf" "$comm") && ! cmp -s "$conf.new" "$conf"; then
+		say "config changed: restarting $name"
+		stop_daemon "$pidf" "$comm"
+	fi
+	mv "$conf.new" "$conf"
+	if pid=$(daemon_pid "$pidf" "$comm"); then
+		echo "$name: already running (pid $pid, log $log)"
+		return 0
+	fi
+	# setsid: the daemon outlives this shell and ignores its terminal.
+	setsid "$bin" --config "$conf" >>"$log" 2>&1 </dev/null &
+	pid=$!
+	echo "$pid" >"$pidf"
+	if ! wait_http "http://$adm/healthz" 15 "$pid"; then
+		tail -n 20 "$log" >&2
+		kill -TERM "$pid" 2>/dev/null || true
+		rm -f "$pidf"
+		die "$name did not come up (log: $log)"
+	fi
+	echo "$name: running (pid $pid, log $log)"
+}
+
+# secret NAME: a 32-byte key as 64 hex digits, made once in run/NAME.
+secret() {
+	if [ ! -s "$RUN/$1" ]; then
+		(umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$RUN/$1")
+	fi
+	cat "$RUN/$1"
+}
+
+redis_section() {
+	printf '[redis]\nhost = 127.0.0.1\nport = %s\nprefix = p2pcdn:\n' "$REDIS_PORT"
+}
+
+server_section() { # API ADMIN
+	cat <<EOF
+; Written by deploy/demo.sh start: rewritten on every start, edit the script.
+[server]
+listen = $1
+admin_listen = $2
+admin_token = $ADMIN_TOKEN
+; The demo's peers present simulated client addresses with X-Forwarded-For.
+trusted_proxies = 127.0.0.1/32
+threads = 2
+log_level = info
+
+EOF
+	redis_section
+	echo
+}
+
+# login-server (7001) and relay-server (7002): accounts, presence, NAT
+# judgment and brokering; the relay for peers in two private networks.
+start_login_relay() {
+	relay_key=$(secret relay_key)
+	conf=$RUN/login-server.ini
+	{
+		server_section 127.0.0.1:7001 127.0.0.1:8001
+		cat <<EOF
+[postgres]
+conninfo = host=127.0.0.1 port=$PG_PORT user=postgres dbname=p2pcdn
+
+[login]
+; anyone may register: the demo's peers create their accounts
+registration = open
+heartbeat_s = 5
+; the whole swarm logs in from 127.0.0.1
+ip_logins_per_min = 0
+; cheaper password hashing than production, for a swarm on one machine
+argon2_mem_kib = 256
+argon2_ops = 1
+; the demo's inner peers sit behind addresses nobody answers on: give up soon
+probe_timeout_ms = 800
+
+[relay]
+token_key = $relay_key
+EOF
+	} >"$conf.new"
+	chmod 600 "$conf.new"
+	"$LOGIN_BIN" --config "$conf.new" --migrate >/dev/null || die "login-server --migrate failed"
+	run_daemon login-server "$LOGIN_BIN" "$conf" 127.0.0.1:8001
+
+	conf=$RUN/relay-server.ini
+	{
+		server_section 127.0.0.1:7002 127.0.0.1:8002
+		cat <<EOF
+[relay]
+id = relay-1
+public_url = http://127.0.0.1:7002
+token_key = $relay_key
+EOF
+	} >"$conf.new"
+	chmod 600 "$conf.new"
+	run_daemon relay-server "$RELAY_BIN" "$conf" 127.0.0.1:8002
+}
+
+# An index-server and a cache-server in each live domain; the caches also
+# serve run/vod as a BitTorrent web seed.
+start_domains() {
+	cache_key=$(secret cache_key)
+	mkdir -p "$RUN/vod"
+	for ld in $LIVE_DOMAINS; do
+		d=${ld%%:*} n=${ld#*:}
+		conf=$RUN/cache-server-$d.ini
+		{
+			server_section "127.0.0.1:70${n}5" "127.0.0.1:80${n}5"
+			cat <<EOF
+[cache]
+id = cache-$d-1
+domain = $d
+public_url = http://127.0.0.1:70${n}5
+token_key = $cache_key
+memory_max_bytes = 67108864
+
+[vod]
+root = $RUN/vod
+EOF
+		} >"$conf.new"
+		chmod 600 "$conf.new"
+		run_daemon "cache-server-$d" "$CACHE_BIN" "$conf" "127.0.0.1:80${n}5"
+
+		conf=$RUN/index-server-$d.ini
+		{
+			server_section "127.0.0.1:70${n}4" "127.0.0.1:80${n}4"
+			cat <<EOF
+[index]
+domain = $d
+route_url = http://$API
+cache_key = $cache_key
+heartbeat_s = 5
+EOF
+		} >"$conf.new"
+		chmod 600 "$conf.new"
+		run_daemon "index-server-$d" "$INDEX_BIN" "$conf" "127.0.0.1:80${n}4"
+	done
+}
+
+# ---------------------------------------------------------------- swarm
+
+# region_addrs: "NORTH SOUTH", one client address the route-server maps to
+# each live domain (real data: Tsinghua in Beijing and DNSPod in Guangdong;
+# test data: the invented networks of tests/gen-mmdb.pl).
+region_addrs() {
+	if [ "$GEO_MODE" = real ]; then echo "101.6.6.6 119.29.29.29"; else echo "1.2.4.7 1.2.4.130"; fi
+}
+
+# A publisher in the north feeds the live channel "demo" to the north
+# cache for as long as the demo runs (run/publisher.pid, run/publisher.log).
+start_publisher() {
+	[ -x "$PEER_BIN" ] || die "$PEER_BIN not found: build it first (make, or make demo)"
+	# shellcheck disable=SC2046 # two words on purpose
+	set -- $(region_addrs)
+	if pid=$(daemon_pid "$RUN/publisher.pid" p2pcdn-peer); then
+		echo "publisher: already running (pid $pid, log $RUN/publisher.log)"
+		return 0
+	fi
+	setsid "$PEER_BIN" publish --route "http://$API" --xff "$1" --channel demo \
+		--duration 86400 --tracker "http://$TRK_HTTP" >>"$RUN/publisher.log" 2>&1 </dev/null &
+	echo $! >"$RUN/publisher.pid"
+	echo "publisher: channel \"demo\" from the north (pid $!, log $RUN/publisher.log)"
+	sleep 2 # a few chunks in the north cache before the first viewer
+}
+
+# A swarm of viewers in both regions, half of them inner peers in two
+# private networks per region, for DEMO_SECONDS (30); prints the summary
+# of the load generator (docs/peer.md).
+run_swarm() {
+	# shellcheck disable=SC2046 # two words on purpose
+	set -- $(region_addrs)
+	n=${DEMO_PEERS:-60}
+	secs=${DEMO_SECONDS:-30}
+	echo
+	echo "=== A swarm: $n peers watching \"demo\" for ${secs}s from the north ($1) and the south ($2) ==="
+	echo "\$ p2pcdn-peer load --peers $n --duration $secs --region $1 --region $2 --inner-share 0.5 --lans 2 ..."
+	"$PEER_BIN" load --route "http://$API" --login http://127.0.0.1:7001 --channel demo \
+		--peers "$n" --duration "$secs" --region "$1" --region "$2" --inner-share 0.5 \
+		--lans 2 --sessions "$n" --tracker "http://$TRK_HTTP" \
+		--cache-status http://127.0.0.1:8005/status --cache-status http://127.0.0.1:8015/status ||
+		say "the load generator exited with $? (see above)"
+}
+
 # ---------------------------------------------------------------- tracker
 
 # The tracker (docs/tracker.md) on the demo's PostgreSQL: HTTP and UDP on
@@ -405,27 +623,7 @@ udp_listen = $TRK_HTTP
 mode = open
 flush_s = 2
 EOF
-	"$TRK_BIN" --config "$TRK_CONF.new" --check-config >/dev/null ||
-		die "the generated config $TRK_CONF.new does not pass --check-config"
-	if pid=$(tracker_pid) && ! cmp -s "$TRK_CONF.new" "$TRK_CONF"; then
-		say "config changed: restarting the tracker"
-		stop_daemon "$TRK_PIDFILE" tracker
-	fi
-	mv "$TRK_CONF.new" "$TRK_CONF"
-	if pid=$(tracker_pid); then
-		echo "tracker: already running (pid $pid, log $TRK_LOG)"
-	else
-		setsid "$TRK_BIN" --config "$TRK_CONF" >>"$TRK_LOG" 2>&1 </dev/null &
-		pid=$!
-		echo "$pid" >"$TRK_PIDFILE"
-		if ! wait_http "http://$TRK_ADMIN/healthz" 15 "$pid"; then
-			tail -n 20 "$TRK_LOG" >&2
-			kill -TERM "$pid" 2>/dev/null || true
-			rm -f "$TRK_PIDFILE"
-			die "the tracker did not come up (log: $TRK_LOG)"
-		fi
-		echo "tracker: running (pid $pid, log $TRK_LOG)"
-	fi
+	run_daemon tracker "$TRK_BIN" "$TRK_CONF" "$TRK_ADMIN"
 	auth="Authorization: Bearer $ADMIN_TOKEN"
 	echo
 	echo "=== Tracker: a live channel, a VOD torrent, announces, the catalog ==="
@@ -485,51 +683,38 @@ start() {
 	ADMIN_TOKEN=$(cat "$TOKEN_FILE")
 
 	write_config "$GEO_MODE"
-	"$BIN" --config "$CONF.new" --check-config ||
-		die "the generated config $CONF.new does not pass --check-config"
-	if pid=$(server_pid) && ! cmp -s "$CONF.new" "$CONF"; then
-		say "config changed: restarting route-server"
-		stop_server
-	fi
-	mv "$CONF.new" "$CONF"
-
-	"$BIN" --config "$CONF" --migrate || die "route-server --migrate failed"
-
-	if pid=$(server_pid); then
-		echo "route-server: already running (pid $pid, log $LOG)"
-	else
-		# setsid: the daemon outlives this shell and ignores its terminal.
-		setsid "$BIN" --config "$CONF" >>"$LOG" 2>&1 </dev/null &
-		pid=$!
-		echo "$pid" >"$PIDFILE"
-		if ! wait_http "http://$ADMIN/healthz" 15 "$pid"; then
-			tail -n 20 "$LOG" >&2
-			kill -TERM "$pid" 2>/dev/null || true
-			rm -f "$PIDFILE"
-			die "route-server did not come up (log: $LOG)"
-		fi
-		echo "route-server: running (pid $pid, log $LOG)"
-	fi
+	"$BIN" --config "$CONF.new" --migrate || die "route-server --migrate failed"
+	run_daemon route-server "$BIN" "$CONF" "$ADMIN"
 
 	ADMIN_URL=http://$ADMIN
 	apply_layout
 	if [ "$GEO_MODE" = real ]; then wait_layout 101.6.6.6 north; else wait_layout 1.2.4.7 north; fi
 	show_examples "$GEO_MODE"
-	[ -x "$TRK_BIN" ] || die "$TRK_BIN not found: build it first (make, or make demo)"
 	start_tracker
+	echo
+	echo "=== The rest of the hierarchy ==="
+	start_login_relay
+	start_domains
+	start_publisher
+	run_swarm
 
 	cat <<EOF
 
-=== Admin (listener $ADMIN) ===
-  curl http://$ADMIN/healthz
-  curl http://$ADMIN/readyz
-  curl http://$ADMIN/status
-  curl http://$ADMIN/metrics
+=== Admin listeners (status and metrics of every daemon) ===
+EOF
+	daemons | while read -r name adm; do
+		printf '  %-20s http://%s/status   http://%s/metrics\n' "$name" "$adm" "$adm"
+	done
+	cat <<EOF
+  route-server admin API, e.g.:
   curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" http://$ADMIN/v1/admin/domains
-  curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" http://$ADMIN/v1/admin/rules
   curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" 'http://$ADMIN/v1/admin/lookup?ip=$(sed -n '1s/|.*//p' "$RUN/samples.txt")'
 
-config $CONF, log $LOG, stop with: deploy/demo.sh stop (or make demo-stop)
+Public APIs: route http://$API, login http://127.0.0.1:7001, relay http://127.0.0.1:7002,
+index north http://127.0.0.1:7004 / south http://127.0.0.1:7014, cache north
+http://127.0.0.1:7005 / south http://127.0.0.1:7015 (VOD from $RUN/vod under /vod/),
+tracker http://$TRK_HTTP/announce and udp://$TRK_HTTP.
+Configs and logs: $RUN/<daemon>.ini and .log; stop with: deploy/demo.sh stop (or make demo-stop)
 EOF
 	if [ "$GEO_MODE" = real ]; then
 		echo
@@ -548,36 +733,77 @@ status() {
 		echo "services: not started ($RUN does not exist)"
 		rc=3
 	fi
-	if pid=$(server_pid); then
-		if curl -fsS -o /dev/null --max-time 2 "http://$ADMIN/healthz"; then
-			echo "route-server: running (pid $pid), http://$API/v1/route, admin http://$ADMIN/status"
+	while read -r name adm; do
+		if pid=$(daemon_pid "$RUN/$name.pid" "$(daemon_comm "$name")"); then
+			if curl -fsS -o /dev/null --max-time 2 "http://$adm/healthz"; then
+				echo "$name: running (pid $pid), admin http://$adm/status"
+			else
+				echo "$name: pid $pid runs but http://$adm/healthz does not answer"
+				rc=3
+			fi
 		else
-			echo "route-server: pid $pid runs but http://$ADMIN/healthz does not answer"
+			echo "$name: stopped"
 			rc=3
 		fi
-	else
-		echo "route-server: stopped"
-		rc=3
-	fi
-	if pid=$(tracker_pid); then
-		echo "tracker: running (pid $pid), http://$TRK_HTTP/announce, udp://$TRK_HTTP, admin http://$TRK_ADMIN/status"
-	else
-		echo "tracker: stopped"
-		rc=3
-	fi
+	done <<EOF
+$(daemons)
+EOF
 	return $rc
 }
 
+# daemon_comm NAME: the process name of demo daemon NAME.
+daemon_comm() {
+	case $1 in
+	index-server-*) echo index-server ;;
+	cache-server-*) echo cache-server ;;
+	*) echo "$1" | cut -c1-15 ;;
+	esac
+}
+
+# Every daemon the demo starts, as "NAME ADMIN_ADDR" (pid run/NAME.pid).
+daemons() {
+	echo "route-server $ADMIN"
+	echo "tracker $TRK_ADMIN"
+	echo "login-server 127.0.0.1:8001"
+	echo "relay-server 127.0.0.1:8002"
+	for ld in $LIVE_DOMAINS; do
+		echo "index-server-${ld%%:*} 127.0.0.1:80${ld#*:}4"
+		echo "cache-server-${ld%%:*} 127.0.0.1:80${ld#*:}5"
+	done
+}
+
 stop() {
-	stop_daemon "$TRK_PIDFILE" tracker
-	stop_server
+	# Clients first, then the daemons in reverse start order.
+	stop_daemon "$RUN/publisher.pid" p2pcdn-peer publisher
+	daemons | tac | while read -r name adm; do
+		stop_daemon "$RUN/$name.pid" "$(daemon_comm "$name")" "$name"
+	done
 	if [ -d "$RUN" ]; then
 		"$ROOT/deploy/services.sh" stop "$RUN"
 	fi
 }
 
+# run: start, then keep the stack up until Ctrl-C and stop it. Without a
+# terminal (or with DEMO_DETACH=1) it returns and leaves the stack running.
+run() {
+	start
+	if [ -n "${DEMO_DETACH:-}" ] || [ ! -t 0 ]; then
+		echo
+		echo "The stack keeps running; stop it with: make demo-stop"
+		return 0
+	fi
+	trap 'echo; stop; exit 0' INT TERM
+	echo
+	echo "The stack is running. Ctrl-C stops it (or run make demo-stop elsewhere)."
+	while :; do
+		sleep 3600 &
+		wait $! || true
+	done
+}
+
 case ${1:-} in
 start) [ $# -eq 1 ] || usage; start ;;
+run) [ $# -eq 1 ] || usage; run ;;
 stop) [ $# -eq 1 ] || usage; stop ;;
 status) [ $# -eq 1 ] || usage; status ;;
 layout)

@@ -122,3 +122,19 @@ def test_example_configs_cover_every_key(prefix):
             example, sorted(documented - known))
         assert known - documented == set(), "%s: keys missing from the example: %s" % (
             example, sorted(known - documented))
+
+
+def test_operator_guide_lists_every_metric():
+    """docs/operations.md names every metric a daemon or common/ exports."""
+    with open(os.path.join(REPO, "docs", "operations.md"), encoding="utf-8") as f:
+        guide = f.read()
+    names = set()
+    for d in DAEMONS + ["common"]:
+        folder = os.path.join(REPO, d)
+        for fn in os.listdir(folder):
+            if fn.endswith(".c"):
+                with open(os.path.join(folder, fn), encoding="utf-8") as f:
+                    names |= set(re.findall(r'"(p2pcdn_[a-z0-9_]+)"', f.read()))
+    assert len(names) > 20, names
+    missing = sorted(n for n in names if "`%s`" % n not in guide and "`%s{" % n not in guide)
+    assert not missing, "docs/operations.md does not list: %s" % missing
