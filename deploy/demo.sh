@@ -133,12 +133,13 @@ admin() {
 	esac
 }
 
-# The domains that run an index-server and a cache-server in the demo, with
-# their port digit: API ports 70N4 (index) and 70N5 (cache), admin +1000.
-LIVE_DOMAINS="north:0 south:1"
+# Every sample domain runs an index-server and a cache-server, with its port
+# digit N: API ports 70N4 (index) and 70N5 (cache), admin +1000. The swarm
+# watches from north and south; the others serve whoever routes there.
+LIVE_DOMAINS="north:0 south:1 east:2 west:3 overseas:4 default:5"
 
 # live_port DOMAIN 4|5: prints the API port of the domain's index (4) or
-# cache (5), or fails for a domain without local servers.
+# cache (5).
 live_port() {
 	for ld in $LIVE_DOMAINS; do
 		if [ "${ld%%:*}" = "$1" ]; then
@@ -152,12 +153,8 @@ live_port() {
 domain() { # NAME LATITUDE LONGITUDE (empty = no coordinates)
 	coords=""
 	[ -z "$2" ] || coords=",\"latitude\":$2,\"longitude\":$3"
-	if port=$(live_port "$1" 4); then
-		urls="\"http://127.0.0.1:$port\""
-	else
-		urls="\"http://$1-index-1.p2pcdn.test:7004\",\"http://$1-index-2.p2pcdn.test:7004\""
-	fi
-	admin PUT "/v1/admin/domains/$1" "{\"index_servers\":[$urls]$coords}" >/dev/null
+	port=$(live_port "$1" 4) || die "domain $1 is not in LIVE_DOMAINS"
+	admin PUT "/v1/admin/domains/$1" "{\"index_servers\":[\"http://127.0.0.1:$port\"]$coords}" >/dev/null
 }
 
 rule() { # PRIORITY COUNTRY NETTYPE REGION DOMAIN (empty field = any)
@@ -607,8 +604,10 @@ run_swarm() {
 	echo "\$ p2pcdn-peer load --peers $n --duration $secs --region $1 --region $2 --inner-share 0.5 --lans 2 ..."
 	set -- "$PEER_BIN" load --route "http://$API" --login http://127.0.0.1:7001 --channel demo \
 		--peers "$n" --duration "$secs" --region "$1" --region "$2" --inner-share 0.5 \
-		--lans 2 --sessions "$n" --tracker "http://$TRK_HTTP" \
-		--cache-status http://127.0.0.1:8005/status --cache-status http://127.0.0.1:8015/status
+		--lans 2 --sessions "$n" --tracker "http://$TRK_HTTP"
+	for ld in $LIVE_DOMAINS; do
+		set -- "$@" --cache-status "http://127.0.0.1:80${ld#*:}5/status"
+	done
 	# DEMO_SUMMARY_JSON=FILE: the summary as JSON into FILE (the CI test).
 	if [ -n "${DEMO_SUMMARY_JSON:-}" ]; then
 		"$@" --json >"$DEMO_SUMMARY_JSON" || say "the load generator exited with $?"
@@ -728,9 +727,13 @@ EOF
   curl -H "Authorization: Bearer \$(cat $TOKEN_FILE)" 'http://$ADMIN/v1/admin/lookup?ip=$(sed -n '1s/|.*//p' "$RUN/samples.txt")'
 
 Public APIs: route http://$API, login http://127.0.0.1:7001, relay http://127.0.0.1:7002,
-index north http://127.0.0.1:7004 / south http://127.0.0.1:7014, cache north
-http://127.0.0.1:7005 / south http://127.0.0.1:7015 (VOD from $RUN/vod under /vod/),
-tracker http://$TRK_HTTP/announce and udp://$TRK_HTTP.
+tracker http://$TRK_HTTP/announce and udp://$TRK_HTTP; per domain:
+EOF
+	for ld in $LIVE_DOMAINS; do
+		printf '  %-9s index http://127.0.0.1:70%s4   cache http://127.0.0.1:70%s5 (VOD: /vod/ from %s/vod)\n' \
+			"${ld%%:*}" "${ld#*:}" "${ld#*:}" "$RUN"
+	done
+	cat <<EOF
 Configs and logs: $RUN/<daemon>.ini and .log; stop with: deploy/demo.sh stop (or make demo-stop)
 EOF
 	if [ "$GEO_MODE" = real ]; then

@@ -20,8 +20,8 @@ import tempfile
 from conftest import SANITIZER_MARKS
 from p2ptest import REPO
 
-DEMO_PORTS = (7379, 7432, 6969, 7969, 7001, 8001, 7002, 8002, 7003, 8003, 7004, 8004, 7005, 8005,
-              7014, 8014, 7015, 8015)
+DEMO_PORTS = (7379, 7432, 6969, 7969, 7001, 8001, 7002, 8002, 7003, 8003) + tuple(
+    base + 10 * n for n in range(6) for base in (7004, 8004, 7005, 8005))  # six domains
 PEERS = 24
 SECONDS = 20
 BINS = {"ROUTE_SERVER_BIN": "route-server", "TRACKER_BIN": "tracker", "LOGIN_SERVER_BIN": "login-server",
