@@ -17,6 +17,7 @@
 #include "rds.h"
 #include "rds_async.h"
 #include "schedule.h"
+#include "svc.h"
 #include "tok.h"
 
 #define CACHE_CH_MAX    128 /* channel name bytes */
@@ -214,7 +215,8 @@ struct cache_metrics {
 	struct met *pull_reqs; /* {result} */
 	struct met_child *chunks_out, *bytes_live, *bytes_vod, *channels, *memory, *memory_max,
 		*fill, *load, *viewers, *pull_active, *pull_src_ok, *pull_src_dead,
-		*pull_dead_total, *pull_ratio, *redis_up, *redis_commands, *redis_errors, *uptime;
+		*pull_dead_total, *pull_ratio;
+	struct svc_metrics std;
 };
 
 struct cache_env {

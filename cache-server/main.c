@@ -37,7 +37,6 @@ cache_reload(void *arg)
 	struct cache_env *env = arg;
 	struct cfg *c;
 
-	dmn_notify("RELOADING=1");
 	c = svc_reload_cfg(cache_cfg_table, cache_cfg_n, env->cfg_path, env->cfg0, cache_validate);
 	if (c) {
 		svc_apply(c, env->api, env->admin, false);
@@ -45,7 +44,6 @@ cache_reload(void *arg)
 		cfg_free(c);
 		log_notice("configuration reloaded from %s", env->cfg_path);
 	}
-	dmn_notify("READY=1");
 }
 
 /* Loop thread, once a second: drops idle channels (and their pulls) and
@@ -97,12 +95,9 @@ cache_collect(void *arg)
 	struct cache_env *env = arg;
 	struct cache_store_stats ss;
 	struct cache_pull_stats ps;
-	struct rds_stats rs, as;
 
 	cache_store_stats(env->store, &ss);
 	cache_pull_stats(env, &ps);
-	rds_get_stats(env->rds, &rs);
-	rds_async_stats(env->ra, &as);
 	met_set(env->m.channels, (double)ss.channels);
 	met_set(env->m.memory, (double)ss.bytes);
 	met_set(env->m.chunks_out, (double)ss.chunks_out);
@@ -114,10 +109,7 @@ cache_collect(void *arg)
 	met_set(env->m.pull_src_dead, (double)ps.sources_dead);
 	met_set(env->m.pull_dead_total, (double)ps.dead_total);
 	met_set(env->m.pull_ratio, ps.issued ? (double)ps.completed / (double)ps.issued : 0);
-	met_set(env->m.redis_up, as.up || rs.up);
-	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
-	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
-	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	svc_metrics_collect(&env->m.std, env->rds, env->ra, env->started_ms);
 	met_set(met_child(env->m.chunks_in, "pull"), (double)ss.chunks_in_pull);
 }
 
@@ -139,19 +131,11 @@ cache_collect_fill(void *arg)
 	met_set(env->m.fill, acc[1] > 0 ? acc[0] / acc[1] : 0);
 }
 
-static struct met_child *
-cache_gauge(struct met_registry *r, enum met_type t, const char *name, const char *help)
-{
-	struct met *m = met_new(r, t, name, help, NULL, NULL, 0);
-	return m ? met_child(m) : NULL;
-}
-
 static int
 cache_metrics_init(struct cache_env *env)
 {
 	struct met_registry *r = env->reg;
 	struct cache_metrics *m = &env->m;
-	struct met *b;
 
 	if (http_metrics_init(&env->http_metrics, r) < 0)
 		return -ENOMEM;
@@ -162,47 +146,36 @@ cache_metrics_init(struct cache_env *env)
 	m->pull_reqs = met_new(r, MET_COUNTER, "p2pcdn_cache_pull_requests_total",
 			       "Chunk requests of pulls, by result.", "result", NULL, 0);
 	m->chunks_out =
-		cache_gauge(r, MET_COUNTER, "p2pcdn_cache_chunks_out_total", "Live chunks served.");
-	m->bytes_live = cache_gauge(r, MET_COUNTER, "p2pcdn_cache_live_bytes_served_total",
-				    "Bytes of live chunks served.");
-	m->bytes_vod = cache_gauge(r, MET_COUNTER, "p2pcdn_cache_vod_bytes_served_total",
-				   "Bytes of VOD files served.");
-	m->channels = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_channels", "Live channels held.");
-	m->memory = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_memory_bytes",
-				"Bytes held by chunks (headers included).");
-	m->memory_max = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_memory_limit_bytes",
-				    "Configured memory_max_bytes.");
-	m->fill = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_window_fill_ratio",
-			      "Held chunks / window size, averaged over channels.");
-	m->load = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_load_bytes_per_second",
-			      "Outgoing bytes per second over the last 10 s.");
-	m->viewers = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_viewers",
-				 "Full-rate live streams served (chunk GETs/s x chunk duration).");
+		met_scalar(r, MET_COUNTER, "p2pcdn_cache_chunks_out_total", "Live chunks served.");
+	m->bytes_live = met_scalar(r, MET_COUNTER, "p2pcdn_cache_live_bytes_served_total",
+				   "Bytes of live chunks served.");
+	m->bytes_vod = met_scalar(r, MET_COUNTER, "p2pcdn_cache_vod_bytes_served_total",
+				  "Bytes of VOD files served.");
+	m->channels = met_scalar(r, MET_GAUGE, "p2pcdn_cache_channels", "Live channels held.");
+	m->memory = met_scalar(r, MET_GAUGE, "p2pcdn_cache_memory_bytes",
+			       "Bytes held by chunks (headers included).");
+	m->memory_max = met_scalar(r, MET_GAUGE, "p2pcdn_cache_memory_limit_bytes",
+				   "Configured memory_max_bytes.");
+	m->fill = met_scalar(r, MET_GAUGE, "p2pcdn_cache_window_fill_ratio",
+			     "Held chunks / window size, averaged over channels.");
+	m->load = met_scalar(r, MET_GAUGE, "p2pcdn_cache_load_bytes_per_second",
+			     "Outgoing bytes per second over the last 10 s.");
+	m->viewers = met_scalar(r, MET_GAUGE, "p2pcdn_cache_viewers",
+				"Full-rate live streams served (chunk GETs/s x chunk duration).");
 	m->pull_active =
-		cache_gauge(r, MET_GAUGE, "p2pcdn_cache_pulls_active", "Channels being pulled.");
-	m->pull_src_ok = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_pull_sources_ok",
-				     "Live sources of active pulls.");
-	m->pull_src_dead = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_pull_sources_dead",
-				       "Sources dropped as dead, of pulls still known.");
-	m->pull_dead_total = cache_gauge(r, MET_COUNTER, "p2pcdn_cache_pull_sources_dead_total",
-					 "Sources ever declared dead.");
-	m->pull_ratio = cache_gauge(r, MET_GAUGE, "p2pcdn_cache_pull_completion_ratio",
-				    "Completed / issued chunk requests of all pulls.");
-	m->redis_up = cache_gauge(r, MET_GAUGE, "p2pcdn_redis_up",
-				  "1 when the last Redis call succeeded.");
-	m->redis_commands =
-		cache_gauge(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.");
-	m->redis_errors =
-		cache_gauge(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.");
-	m->uptime = cache_gauge(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.");
-	b = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
-	if (b)
-		met_set(met_child(b, P2PCDN_VERSION), 1);
+		met_scalar(r, MET_GAUGE, "p2pcdn_cache_pulls_active", "Channels being pulled.");
+	m->pull_src_ok = met_scalar(r, MET_GAUGE, "p2pcdn_cache_pull_sources_ok",
+				    "Live sources of active pulls.");
+	m->pull_src_dead = met_scalar(r, MET_GAUGE, "p2pcdn_cache_pull_sources_dead",
+				      "Sources dropped as dead, of pulls still known.");
+	m->pull_dead_total = met_scalar(r, MET_COUNTER, "p2pcdn_cache_pull_sources_dead_total",
+					"Sources ever declared dead.");
+	m->pull_ratio = met_scalar(r, MET_GAUGE, "p2pcdn_cache_pull_completion_ratio",
+				   "Completed / issued chunk requests of all pulls.");
 	if (!m->chunks_in || !m->refused || !m->pull_reqs || !m->chunks_out || !m->bytes_live ||
 	    !m->bytes_vod || !m->channels || !m->memory || !m->memory_max || !m->fill || !m->load ||
 	    !m->viewers || !m->pull_active || !m->pull_src_ok || !m->pull_src_dead ||
-	    !m->pull_dead_total || !m->pull_ratio || !m->redis_up || !m->redis_commands ||
-	    !m->redis_errors || !m->uptime || !b)
+	    !m->pull_dead_total || !m->pull_ratio || svc_metrics_init(r, &m->std, true) < 0)
 		return -ENOMEM;
 	met_set(m->memory_max, (double)env->so.memory_max);
 	if (met_add_collector(r, cache_collect, env) < 0)
@@ -252,28 +225,31 @@ cache_identity(struct cache_env *env, const struct cfg *c, char *err, size_t err
 int
 main(int argc, char **argv)
 {
+	const struct svc_daemon boot = {
+		.name = "cache-server",
+		.summary = CACHE_SUMMARY,
+		.table = cache_cfg_table,
+		.n = cache_cfg_n,
+		.validate = cache_validate,
+		.own_check = true, /* after cache_identity opens vod.root */
+	};
+	static const struct svc_hooks hooks = { .reload = cache_reload, .tick = cache_sample };
+	const struct svc_listeners listeners = {
+		.api = cache_api_routes,
+		.napi = cache_api_nroutes,
+		.admin = cache_admin_routes,
+		.nadmin = cache_admin_nroutes,
+	};
 	struct cache_env env = { .vod_fd = -1 };
 	struct cfg_args args;
 	char err[1024];
 	int r, ret = 1;
 
-	if (dmn_signals_init() < 0 || sodium_init() < 0) {
-		fprintf(stderr, "cache-server: cannot set up signals or libsodium\n");
-		return 1;
-	}
-	log_init("cache-server");
-	r = cfg_args_parse(argc, argv, "cache-server", CACHE_SUMMARY, cache_cfg_table, cache_cfg_n,
-			   &args);
-	if (r)
-		return r > 0 ? 0 : 2;
+	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
+	if (r >= 0)
+		return r;
 	env.cfg_path = args.config;
-	env.cfg0 = cfg_load(cache_cfg_table, cache_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0) {
-		fprintf(stderr, "cache-server: %s\n", err);
-		return 1;
-	}
-	if (cache_validate(env.cfg0, err, sizeof(err)) < 0 ||
-	    cache_identity(&env, env.cfg0, err, sizeof(err)) < 0) {
+	if (cache_identity(&env, env.cfg0, err, sizeof(err)) < 0) {
 		fprintf(stderr, "cache-server: %s: %s\n", args.config, err);
 		cfg_free(env.cfg0);
 		return 1;
@@ -289,7 +265,6 @@ main(int argc, char **argv)
 		cfg_free(env.cfg0);
 		return 0;
 	}
-	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.pull_lock, NULL);
 	env.started_ms = dmn_now_ms();
 	tok_key_parse(cfg_str(env.cfg0, "cache", "token_key"), &env.key);
@@ -313,30 +288,12 @@ main(int argc, char **argv)
 		goto out;
 	}
 	struct rds_opts ro;
-	svc_rds_opts(env.cfg0, &ro);
-	env.rds = rds_new(&ro);
-	env.loop = evl_new();
-	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;
-	if (!env.rds || !env.ra) {
-		log_err("out of memory setting up Redis");
+	if (svc_redis_open(env.cfg0, "the registry is refreshed once it does", &ro, &env.rds,
+			   &env.loop, &env.ra) < 0)
 		goto out;
-	}
-	if (rds_ping(env.rds) < 0)
-		log_warn("Redis at %s:%d is not answering yet; the registry is refreshed once it "
-			 "does",
-			 ro.host, ro.port);
-	env.api = svc_listen(env.cfg0, true, false, cache_api_routes, cache_api_nroutes, &env,
-			     env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.api) {
-		log_err("%s", err);
+	if (svc_listen(env.cfg0, &listeners, &env, env.reg, &env.http_metrics, &env.api,
+		       &env.admin) < 0)
 		goto out;
-	}
-	env.admin = svc_listen(env.cfg0, false, false, cache_admin_routes, cache_admin_nroutes,
-			       &env, env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.admin) {
-		log_err("%s", err);
-		goto out;
-	}
 	if (evl_call(env.loop, cache_maint_tick, &env) < 0 ||
 	    evl_call(env.loop, cache_pull_tick, &env) < 0) {
 		log_err("cannot schedule the loop's work");
@@ -346,7 +303,7 @@ main(int argc, char **argv)
 		   env.id, env.domain, cfg_str(env.cfg0, "server", "listen"), env.url,
 		   cfg_str(env.cfg0, "server", "admin_listen"), env.so.window, env.so.chunk_ms,
 		   env.vod_fd >= 0 ? ", VOD on" : "");
-	svc_run(env.cfg0, env.api, env.admin, cache_reload, cache_sample, &env);
+	svc_run(env.cfg0, env.api, env.admin, &hooks, &env);
 	ret = 0;
 out:
 	/* Stop pulls from starting anything new, then the listeners, then the

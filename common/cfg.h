@@ -24,6 +24,12 @@ struct cfg_key {
 	const char *help;
 };
 
+/* One row of a table, written one key a line in the daemons' *_conf.c. */
+#define CFG_KEY(sec, name, type, def, min, max, rel, help)                                         \
+	{                                                                                          \
+		sec, name, type, def, min, max, rel, help                                          \
+	}
+
 /* A parsed, validated, immutable config: one value per table row. */
 struct cfg;
 

@@ -264,6 +264,13 @@ met_child(struct met *m, ...)
 	return met_childv(m, values);
 }
 
+struct met_child *
+met_scalar(struct met_registry *r, enum met_type type, const char *name, const char *help)
+{
+	struct met *m = met_new(r, type, name, help, NULL, NULL, 0);
+	return m ? met_child(m) : NULL;
+}
+
 void
 met_add(struct met_child *c, double v)
 {

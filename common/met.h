@@ -32,6 +32,11 @@ void met_registry_free(struct met_registry *r); /* NULL-safe */
 struct met *met_new(struct met_registry *r, enum met_type type, const char *name, const char *help,
 		    const char *labels, const double *buckets, size_t nb);
 
+/* A family without labels and its one child, for the many plain counters
+ * and gauges: met_new + met_child. Returns NULL on ENOMEM. */
+struct met_child *met_scalar(struct met_registry *r, enum met_type type, const char *name,
+			     const char *help);
+
 /* The child for label values (as many as the family has label names).
  * Never NULL for valid calls: when memory or MET_MAX_CHILDREN runs out the
  * values are replaced by "_overflow" so a flood of distinct label values

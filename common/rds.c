@@ -691,6 +691,19 @@ rds_pipe_end(struct rds_pipe *p)
 	p->active = false;
 }
 
+const char *
+rds_hash_field(const redisReply *h, const char *name)
+{
+	if (!h || h->type != REDIS_REPLY_ARRAY)
+		return NULL;
+	for (size_t i = 0; i + 1 < h->elements; i += 2)
+		if (h->element[i]->type == REDIS_REPLY_STRING &&
+		    strcmp(h->element[i]->str, name) == 0 &&
+		    h->element[i + 1]->type == REDIS_REPLY_STRING)
+			return h->element[i + 1]->str;
+	return NULL;
+}
+
 int
 rds_ping(struct rds *r)
 {

@@ -73,6 +73,10 @@ int rds_pipe_add_argv(struct rds_pipe *p, int argc, const char **argv, const siz
 int rds_pipe_exec(struct rds_pipe *p, redisReply **replies, size_t n);
 void rds_pipe_end(struct rds_pipe *p);
 
+/* The value of field name in an HGETALL reply h (NULL-safe), pointing
+ * into h; NULL when h is not an array or has no such string field. */
+const char *rds_hash_field(const redisReply *h, const char *name);
+
 /* PING on the calling thread's connection: 0 reachable, negative errno
  * otherwise. Used by /readyz. */
 int rds_ping(struct rds *r);

@@ -3,14 +3,18 @@
 #include "svc.h"
 
 #include <errno.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "addr.h"
 #include "dmn.h"
+#include "evl.h"
 #include "log.h"
 #include "pg.h"
+#include "met.h"
 #include "rds.h"
+#include "rds_async.h"
 
 int
 svc_validate(const struct cfg *c, char *err, size_t errsize)
@@ -60,31 +64,49 @@ svc_validate(const struct cfg *c, char *err, size_t errsize)
 	return 0;
 }
 
-struct http_server *
-svc_listen(const struct cfg *c, bool api, bool api_admin, const struct http_route *routes,
-	   size_t nroutes, void *arg, struct met_registry *reg, struct http_metrics *m,
-	   bool keep_raw_uri, char *err, size_t errsize)
+static struct http_server *
+svc_listen_one(const struct cfg *c, bool api, const struct svc_listeners *l, void *arg,
+	       struct met_registry *reg, struct http_metrics *m, char *err, size_t errsize)
 {
+	unsigned timeout_s = (unsigned)cfg_int(c, "server", "request_timeout_s");
 	struct http_server_opts o = {
 		.name = api ? "api" : "admin",
 		.listen = cfg_str(c, "server", api ? "listen" : "admin_listen"),
 		.threads = (unsigned)cfg_int(c, "server", "threads"),
 		.connection_limit = (unsigned)cfg_int(c, "server", "connection_limit"),
-		.timeout_s = (unsigned)cfg_int(c, "server", "request_timeout_s"),
+		.timeout_s = timeout_s,
+		.read_timeout_ms = api && l->api_deadline ? timeout_s * 1000 : 0,
 		.max_body = (size_t)cfg_int(c, "server", "max_body"),
 		.tls_cert_file = api ? cfg_str(c, "server", "tls_cert") : NULL,
 		.tls_key_file = api ? cfg_str(c, "server", "tls_key") : NULL,
 		.access_log = cfg_bool(c, "server", "access_log"),
-		.routes = routes,
-		.nroutes = nroutes,
+		.routes = api ? l->api : l->admin,
+		.nroutes = api ? l->napi : l->nadmin,
 		.arg = arg,
 		.registry = reg,
 		.metrics = m,
 		.trusted = addr_list_parse(cfg_str(c, "server", "trusted_proxies"), NULL, NULL),
-		.admin_token = !api || api_admin ? cfg_str(c, "server", "admin_token") : NULL,
-		.keep_raw_uri = keep_raw_uri,
+		.admin_token = !api || l->api_admin ? cfg_str(c, "server", "admin_token") : NULL,
+		.keep_raw_uri = api && l->keep_raw_uri,
 	};
 	return http_server_start(&o, err, errsize);
+}
+
+int
+svc_listen(const struct cfg *c, const struct svc_listeners *l, void *arg, struct met_registry *reg,
+	   struct http_metrics *m, struct http_server **ret_api, struct http_server **ret_admin)
+{
+	char err[1024];
+
+	*ret_admin = NULL;
+	*ret_api = svc_listen_one(c, true, l, arg, reg, m, err, sizeof(err));
+	if (*ret_api)
+		*ret_admin = svc_listen_one(c, false, l, arg, reg, m, err, sizeof(err));
+	if (!*ret_admin) {
+		log_err("%s", err);
+		return -1;
+	}
+	return 0;
 }
 
 void
@@ -101,6 +123,34 @@ svc_apply(const struct cfg *c, struct http_server *api, struct http_server *admi
 		http_server_set_access_log(both[i], cfg_bool(c, "server", "access_log"));
 		if (i == 1 || api_admin)
 			http_server_set_admin_token(both[i], cfg_str(c, "server", "admin_token"));
+	}
+}
+
+void
+svc_readyz(struct http_req *req, struct rds *rds, struct pg_pool *pg, json_t *extra)
+{
+	json_t *o = json_object();
+	bool up = true;
+
+	if (rds) {
+		bool ok = rds_ping(rds) == 0;
+		json_object_set_new(o, "redis", json_string(ok ? "ok" : "unreachable"));
+		up = up && ok;
+	}
+	if (pg) {
+		bool ok = pg_ping(pg) == 0;
+		json_object_set_new(o, "postgres", json_string(ok ? "ok" : "unreachable"));
+		up = up && ok;
+	}
+	if (extra) {
+		json_object_update(o, extra);
+		json_decref(extra);
+	}
+	if (up) {
+		http_reply_json(req, 200, o);
+	} else {
+		http_reply_header(req, "Retry-After", "1");
+		http_reply_json(req, 503, o);
 	}
 }
 
@@ -194,8 +244,7 @@ svc_pg_acquire(struct pg_pool *pg, struct http_req *req, const char *what)
 }
 
 void
-svc_run(const struct cfg *c, struct http_server *api, struct http_server *admin,
-	void (*reload)(void *arg), void (*tick)(void *arg), void *arg)
+svc_loop(const struct svc_hooks *h, void *arg)
 {
 	dmn_notify("READY=1");
 	for (;;) {
@@ -203,16 +252,127 @@ svc_run(const struct cfg *c, struct http_server *api, struct http_server *admin,
 		if (ev == DMN_STOP)
 			break;
 		if (ev == DMN_RELOAD) {
-			if (reload)
-				reload(arg);
-		} else if (tick) {
-			tick(arg);
+			if (h && h->reload) {
+				dmn_notify("RELOADING=1");
+				h->reload(arg);
+				dmn_notify("READY=1");
+			}
+		} else if (h && h->tick) {
+			h->tick(arg);
 		}
 	}
 	dmn_notify("STOPPING=1");
+}
+
+void
+svc_run(const struct cfg *c, struct http_server *api, struct http_server *admin,
+	const struct svc_hooks *h, void *arg)
+{
+	svc_loop(h, arg);
+	if (h && h->pre_drain)
+		h->pre_drain(arg);
 	log_notice("stopping: draining requests in flight");
 	http_server_drain(api, (int)cfg_int(c, "server", "drain_timeout_s") * 1000);
 	http_server_drain(admin, 1000);
+}
+
+int
+svc_boot(const struct svc_daemon *d, int argc, char **argv, struct cfg_args *args,
+	 struct cfg **ret_cfg)
+{
+	char err[1024];
+	struct cfg *c;
+	int r;
+
+	if (dmn_signals_init() < 0 || sodium_init() < 0) {
+		fprintf(stderr, "%s: cannot set up signals or libsodium\n", d->name);
+		return 1;
+	}
+	log_init(d->name);
+	r = cfg_args_parse(argc, argv, d->name, d->summary, d->table, d->n, args);
+	if (r)
+		return r > 0 ? 0 : 2;
+	if (args->migrate && d->no_migrate) {
+		printf("%s\n", d->no_migrate);
+		return 0;
+	}
+	c = cfg_load(d->table, d->n, args->config, err, sizeof(err));
+	if (!c) {
+		fprintf(stderr, "%s: %s\n", d->name, err);
+		return 1;
+	}
+	if (d->validate(c, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s: %s: %s\n", d->name, args->config, err);
+		cfg_free(c);
+		return 1;
+	}
+	if (args->check && !d->own_check) {
+		printf("%s: configuration OK\n", args->config);
+		cfg_free(c);
+		return 0;
+	}
+	log_set_level(log_parse_level(cfg_str(c, "server", "log_level")));
+	*ret_cfg = c;
+	return -1;
+}
+
+int
+svc_redis_open(const struct cfg *c, const char *until, struct rds_opts *ro, struct rds **ret_rds,
+	       struct evl **ret_loop, struct rds_async **ret_ra)
+{
+	svc_rds_opts(c, ro);
+	*ret_rds = rds_new(ro);
+	*ret_loop = evl_new();
+	*ret_ra = *ret_loop ? rds_async_new(*ret_loop, ro) : NULL;
+	if (!*ret_rds || !*ret_ra) {
+		log_err("out of memory setting up Redis");
+		return -ENOMEM;
+	}
+	if (rds_ping(*ret_rds) < 0)
+		log_warn("Redis at %s:%d is not answering yet; %s", ro->host, ro->port, until);
+	return 0;
+}
+
+int
+svc_metrics_init(struct met_registry *r, struct svc_metrics *m, bool with_redis)
+{
+	struct met *b;
+
+	*m = (struct svc_metrics){ 0 };
+	if (with_redis) {
+		m->redis_up = met_scalar(r, MET_GAUGE, "p2pcdn_redis_up",
+					 "1 when the last Redis call succeeded.");
+		m->redis_commands = met_scalar(r, MET_COUNTER, "p2pcdn_redis_commands_total",
+					       "Redis commands sent.");
+		m->redis_errors = met_scalar(r, MET_COUNTER, "p2pcdn_redis_errors_total",
+					     "Failed Redis calls.");
+		if (!m->redis_up || !m->redis_commands || !m->redis_errors)
+			return -ENOMEM;
+	}
+	m->uptime = met_scalar(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.");
+	b = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
+	if (!m->uptime || !b)
+		return -ENOMEM;
+	met_set(met_child(b, P2PCDN_VERSION), 1);
+	return 0;
+}
+
+void
+svc_metrics_collect(const struct svc_metrics *m, const struct rds *rds, const struct rds_async *ra,
+		    long long started_ms)
+{
+	struct rds_stats rs = { 0 }, as = { 0 };
+
+	if (m->redis_up) {
+		if (rds)
+			rds_get_stats(rds, &rs);
+		if (ra)
+			rds_async_stats(ra, &as);
+		met_set(m->redis_up, as.up || rs.up);
+		met_set(m->redis_commands, (double)(rs.commands + as.commands));
+		met_set(m->redis_errors, (double)(rs.errors + as.errors));
+	}
+	met_set(m->uptime, (double)(dmn_now_ms() - started_ms) / 1000.0);
 }
 
 void

@@ -18,6 +18,7 @@
 #include "peerid.h"
 #include "rds.h"
 #include "rds_async.h"
+#include "svc.h"
 #include "tok.h"
 
 #define IDX_CHANNEL_MAX   128 /* bytes of a channel name */
@@ -132,7 +133,7 @@ struct idx_metrics {
 	struct met *join_errors;   /* {reason} */
 	struct met_child *view_size;
 	struct met_child *channels, *peers, *largest, *caches;
-	struct met_child *redis_up, *redis_commands, *redis_errors, *uptime;
+	struct svc_metrics std;
 };
 
 struct idx_env {

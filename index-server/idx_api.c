@@ -1001,14 +1001,7 @@ static void
 idx_handle_readyz(struct http_req *req, void *arg)
 {
 	struct idx_env *env = arg;
-	int rr = rds_ping(env->rds);
-	json_t *o = json_pack("{s:s}", "redis", rr == 0 ? "ok" : "unreachable");
-	if (rr == 0) {
-		http_reply_json(req, 200, o);
-	} else {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_json(req, 503, o);
-	}
+	svc_readyz(req, env->rds, NULL, NULL);
 }
 
 #define IDX_STATUS_CHANNELS 100

@@ -150,26 +150,13 @@ idx_cache_cmp(const void *a, const void *b)
 	return strcmp(x->id, y->id);
 }
 
-static const char *
-idx_hash_field(const redisReply *h, const char *name)
-{
-	if (!h || h->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t i = 0; i + 1 < h->elements; i += 2)
-		if (h->element[i]->type == REDIS_REPLY_STRING &&
-		    strcmp(h->element[i]->str, name) == 0 &&
-		    h->element[i + 1]->type == REDIS_REPLY_STRING)
-			return h->element[i + 1]->str;
-	return NULL;
-}
-
 /* Fills c from a cache:{ID} hash; false when the hash is gone (a dead
  * cache), names another domain or carries no usable URL. */
 static bool
 idx_cache_from_hash(const struct idx_env *env, const redisReply *h, struct idx_cache *c)
 {
-	const char *dom = idx_hash_field(h, "domain"), *url = idx_hash_field(h, "url");
-	const char *load = idx_hash_field(h, "load"), *cap = idx_hash_field(h, "capacity");
+	const char *dom = rds_hash_field(h, "domain"), *url = rds_hash_field(h, "url");
+	const char *load = rds_hash_field(h, "load"), *cap = rds_hash_field(h, "capacity");
 
 	if (!dom || strcmp(dom, env->domain) != 0 || !url || strlen(url) >= sizeof(c->url) ||
 	    strncmp(url, "http://", 7) != 0 || strpbrk(url, " \t\r\n\""))

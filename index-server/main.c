@@ -23,14 +23,13 @@ idx_reload(void *arg)
 	struct idx_params p;
 	struct cfg *cfg;
 
-	dmn_notify("RELOADING=1");
 	cfg = svc_reload_cfg(idx_cfg_table, idx_cfg_n, env->cfg_path, env->cfg0, idx_validate);
 	if (!cfg)
-		goto out;
+		return;
 	if (idx_params_from_cfg(cfg, &p, err, sizeof(err)) < 0) {
 		log_err("reload failed, keeping the running configuration: %s", err);
 		cfg_free(cfg);
-		goto out;
+		return;
 	}
 	svc_apply(cfg, env->api, env->admin, false);
 	pthread_mutex_lock(&env->lock);
@@ -40,35 +39,20 @@ idx_reload(void *arg)
 	tok_key_wipe(&p.key);
 	cfg_free(cfg);
 	log_notice("configuration reloaded from %s", env->cfg_path);
-out:
-	dmn_notify("READY=1");
 }
 
 static void
 idx_collect(void *arg)
 {
 	struct idx_env *env = arg;
-	struct rds_stats rs, as;
 
-	rds_get_stats(env->rds, &rs);
-	rds_async_stats(env->ra, &as);
-	met_set(env->m.redis_up, as.up || rs.up);
-	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
-	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
-	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	svc_metrics_collect(&env->m.std, env->rds, env->ra, env->started_ms);
 	pthread_mutex_lock(&env->lock);
 	met_set(env->m.channels, (double)env->last_channels);
 	met_set(env->m.peers, (double)env->last_peers);
 	met_set(env->m.largest, (double)env->last_largest);
 	met_set(env->m.caches, (double)env->ncaches);
 	pthread_mutex_unlock(&env->lock);
-}
-
-static struct met_child *
-idx_scalar(struct met_registry *r, enum met_type t, const char *name, const char *help)
-{
-	struct met *m = met_new(r, t, name, help, NULL, NULL, 0);
-	return m ? met_child(m) : NULL;
 }
 
 static int
@@ -81,18 +65,18 @@ idx_metrics_init(struct idx_env *env)
 
 	if (http_metrics_init(&env->http_metrics, r) < 0)
 		return -ENOMEM;
-	m->joins = idx_scalar(r, MET_COUNTER, "p2pcdn_index_joins_total", "Successful joins.");
-	m->heartbeats = idx_scalar(r, MET_COUNTER, "p2pcdn_index_heartbeats_total",
+	m->joins = met_scalar(r, MET_COUNTER, "p2pcdn_index_joins_total", "Successful joins.");
+	m->heartbeats = met_scalar(r, MET_COUNTER, "p2pcdn_index_heartbeats_total",
 				   "Heartbeats of members.");
 	m->heartbeat_misses =
-		idx_scalar(r, MET_COUNTER, "p2pcdn_index_heartbeat_not_member_total",
+		met_scalar(r, MET_COUNTER, "p2pcdn_index_heartbeat_not_member_total",
 			   "Heartbeats of peers that were not (or no longer) members: 404.");
-	m->leaves = idx_scalar(r, MET_COUNTER, "p2pcdn_index_leaves_total", "Leaves.");
-	m->members = idx_scalar(r, MET_COUNTER, "p2pcdn_index_member_lists_total",
+	m->leaves = met_scalar(r, MET_COUNTER, "p2pcdn_index_leaves_total", "Leaves.");
+	m->members = met_scalar(r, MET_COUNTER, "p2pcdn_index_member_lists_total",
 				"GET /v1/channels/{ch}/members answered.");
-	m->publishes = idx_scalar(r, MET_COUNTER, "p2pcdn_index_publishes_total",
+	m->publishes = met_scalar(r, MET_COUNTER, "p2pcdn_index_publishes_total",
 				  "Publish tokens issued.");
-	m->pulls_started = idx_scalar(r, MET_COUNTER, "p2pcdn_index_pulls_started_total",
+	m->pulls_started = met_scalar(r, MET_COUNTER, "p2pcdn_index_pulls_started_total",
 				      "Pulls a cache of this domain accepted (POST /v1/pull).");
 	m->pull_failures = met_new(r, MET_COUNTER, "p2pcdn_index_pull_failures_total",
 				   "Pull starts that failed, by reason.", "reason", NULL, 0);
@@ -103,28 +87,18 @@ idx_metrics_init(struct idx_env *env)
 		    "Members returned per join / member list.", NULL, view_buckets,
 		    sizeof(view_buckets) / sizeof(view_buckets[0]));
 	m->view_size = f ? met_child(f) : NULL;
-	m->channels = idx_scalar(r, MET_GAUGE, "p2pcdn_index_channels",
+	m->channels = met_scalar(r, MET_GAUGE, "p2pcdn_index_channels",
 				 "Channels with a swarm in this domain (last sweep).");
-	m->peers = idx_scalar(r, MET_GAUGE, "p2pcdn_index_peers",
+	m->peers = met_scalar(r, MET_GAUGE, "p2pcdn_index_peers",
 			      "Live peers over all swarms of this domain (last sweep).");
-	m->largest = idx_scalar(r, MET_GAUGE, "p2pcdn_index_largest_swarm_peers",
+	m->largest = met_scalar(r, MET_GAUGE, "p2pcdn_index_largest_swarm_peers",
 				"Live peers of the largest swarm (last sweep).");
-	m->caches = idx_scalar(r, MET_GAUGE, "p2pcdn_index_caches",
+	m->caches = met_scalar(r, MET_GAUGE, "p2pcdn_index_caches",
 			       "Live caches of this domain in the registry snapshot.");
-	m->redis_up = idx_scalar(r, MET_GAUGE, "p2pcdn_redis_up",
-				 "1 when the last Redis call succeeded.");
-	m->redis_commands =
-		idx_scalar(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.");
-	m->redis_errors =
-		idx_scalar(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.");
-	m->uptime = idx_scalar(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.");
-	f = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
-	if (f)
-		met_set(met_child(f, P2PCDN_VERSION), 1);
 	if (!m->joins || !m->heartbeats || !m->heartbeat_misses || !m->leaves || !m->members ||
 	    !m->publishes || !m->pulls_started || !m->pull_failures || !m->join_errors ||
 	    !m->view_size || !m->channels || !m->peers || !m->largest || !m->caches ||
-	    !m->redis_up || !m->redis_commands || !m->redis_errors || !m->uptime || !f)
+	    svc_metrics_init(r, &m->std, true) < 0)
 		return -ENOMEM;
 	return met_add_collector(r, idx_collect, env);
 }
@@ -150,46 +124,31 @@ idx_sample(void *arg)
 int
 main(int argc, char **argv)
 {
+	const struct svc_daemon boot = {
+		.name = "index-server",
+		.summary = IDX_SUMMARY,
+		.table = idx_cfg_table,
+		.n = idx_cfg_n,
+		.validate = idx_validate,
+		.no_migrate = "index-server keeps no PostgreSQL state: nothing to migrate",
+	};
+	static const struct svc_hooks hooks = { .reload = idx_reload, .tick = idx_sample };
+	const struct svc_listeners listeners = {
+		.api = idx_api_routes,
+		.napi = idx_api_nroutes,
+		.admin = idx_admin_routes,
+		.nadmin = idx_admin_nroutes,
+	};
 	struct idx_env env = { 0 };
 	struct cfg_args args;
 	char err[1024];
 	uint8_t digest[SHA1_LEN];
 	int r, ret = 1;
 
-	if (dmn_signals_init() < 0) {
-		fprintf(stderr, "index-server: cannot set up signals\n");
-		return 1;
-	}
-	log_init("index-server");
-	r = cfg_args_parse(argc, argv, "index-server", IDX_SUMMARY, idx_cfg_table, idx_cfg_n,
-			   &args);
-	if (r)
-		return r > 0 ? 0 : 2;
-	if (args.migrate) {
-		printf("index-server keeps no PostgreSQL state: nothing to migrate\n");
-		return 0;
-	}
-	if (sodium_init() < 0) {
-		fprintf(stderr, "index-server: libsodium failed to initialise\n");
-		return 1;
-	}
+	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
+	if (r >= 0)
+		return r;
 	env.cfg_path = args.config;
-	env.cfg0 = cfg_load(idx_cfg_table, idx_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0) {
-		fprintf(stderr, "index-server: %s\n", err);
-		return 1;
-	}
-	if (idx_validate(env.cfg0, err, sizeof(err)) < 0) {
-		fprintf(stderr, "index-server: %s: %s\n", args.config, err);
-		cfg_free(env.cfg0);
-		return 1;
-	}
-	if (args.check) {
-		printf("%s: configuration OK\n", args.config);
-		cfg_free(env.cfg0);
-		return 0;
-	}
-	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
 	env.started_ms = dmn_now_ms();
 	snprintf(env.domain, sizeof(env.domain), "%s", cfg_str(env.cfg0, "index", "domain"));
@@ -213,35 +172,18 @@ main(int argc, char **argv)
 		goto out;
 	}
 	struct rds_opts ro;
-	svc_rds_opts(env.cfg0, &ro);
-	env.rds = rds_new(&ro);
-	env.loop = evl_new();
-	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;
-	if (!env.rds || !env.ra) {
-		log_err("out of memory setting up Redis");
+	if (svc_redis_open(env.cfg0, "joins answer 503 until it does", &ro, &env.rds, &env.loop,
+			   &env.ra) < 0)
 		goto out;
-	}
-	if (rds_ping(env.rds) < 0)
-		log_warn("Redis at %s:%d is not answering yet; joins answer 503 until it does",
-			 ro.host, ro.port);
 	idx_caches_load_sync(&env);
 
-	env.api = svc_listen(env.cfg0, true, false, idx_api_routes, idx_api_nroutes, &env, env.reg,
-			     &env.http_metrics, false, err, sizeof(err));
-	if (!env.api) {
-		log_err("%s", err);
+	if (svc_listen(env.cfg0, &listeners, &env, env.reg, &env.http_metrics, &env.api,
+		       &env.admin) < 0)
 		goto out;
-	}
-	env.admin = svc_listen(env.cfg0, false, false, idx_admin_routes, idx_admin_nroutes, &env,
-			       env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.admin) {
-		log_err("%s", err);
-		goto out;
-	}
 	log_notice("ready: domain %s, api on %s, admin on %s, %zu caches in the registry",
 		   env.domain, cfg_str(env.cfg0, "server", "listen"),
 		   cfg_str(env.cfg0, "server", "admin_listen"), env.ncaches);
-	svc_run(env.cfg0, env.api, env.admin, idx_reload, idx_sample, &env);
+	svc_run(env.cfg0, env.api, env.admin, &hooks, &env);
 	ret = 0;
 	log_notice("stopped");
 out:

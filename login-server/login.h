@@ -17,6 +17,7 @@
 #include "pg.h"
 #include "rds.h"
 #include "rds_async.h"
+#include "svc.h"
 #include "tok.h"
 
 #define LOGIN_USER_MAX   32  /* account name bytes */
@@ -147,7 +148,7 @@ struct login_metrics {
 	struct met_child *heartbeats, *waiters, *pushes, *hash_queue;
 	struct met_child *acct_dropped, *acct_written, *relay_acct;
 	struct met_child *registrations;
-	struct met_child *redis_up, *redis_commands, *redis_errors, *uptime;
+	struct svc_metrics std;
 };
 
 /* Settings read per request; replaced whole on SIGHUP (refcounted). */
@@ -283,7 +284,6 @@ extern const size_t login_admin_nroutes;
 /* Helpers shared by the handlers (login_api.c). */
 void login_reply_text(struct http_req *req, unsigned status, char *text, size_t len);
 void login_key(struct login_env *env, char *buf, size_t size, const char *kind, const char *id);
-const char *login_hash_field(const redisReply *h, const char *name);
 /* Pushes a request for user: RPUSH + LTRIM + PEXPIRE + PUBLISH on the async
  * connection, then wakes local waiters. Fire and forget; loop thread or
  * any thread. */

@@ -289,19 +289,18 @@ login_acct_relay(struct login_acct *a, struct login_stream *st)
 		redisReply *f = e->element[1];
 		if (f->type != REDIS_REPLY_ARRAY)
 			continue;
-		const char *cid = login_hash_field(f, "cid"), *relay = login_hash_field(f, "relay");
-		const char *mode = login_hash_field(f, "mode"),
-			   *reason = login_hash_field(f, "reason");
+		const char *cid = rds_hash_field(f, "cid"), *relay = rds_hash_field(f, "relay");
+		const char *mode = rds_hash_field(f, "mode"), *reason = rds_hash_field(f, "reason");
 		if (!cid || !login_cid_ok(cid))
 			continue; /* acknowledged, not merged */
 		json_array_append_new(
 			rows,
 			json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "cid", cid, "relay",
 				  relay ? relay : "", "rmode", mode ? mode : "", "ab",
-				  (json_int_t)login_num(login_hash_field(f, "bytes_ab")), "ba",
-				  (json_int_t)login_num(login_hash_field(f, "bytes_ba")), "started",
-				  (json_int_t)login_num(login_hash_field(f, "started_ms")), "ended",
-				  (json_int_t)login_num(login_hash_field(f, "ended_ms")), "reason",
+				  (json_int_t)login_num(rds_hash_field(f, "bytes_ab")), "ba",
+				  (json_int_t)login_num(rds_hash_field(f, "bytes_ba")), "started",
+				  (json_int_t)login_num(rds_hash_field(f, "started_ms")), "ended",
+				  (json_int_t)login_num(rds_hash_field(f, "ended_ms")), "reason",
 				  reason ? reason : ""));
 	}
 	int ret = (int)n;

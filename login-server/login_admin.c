@@ -17,15 +17,7 @@ static void
 login_handle_readyz(struct http_req *req, void *arg)
 {
 	struct login_env *env = arg;
-	int rr = rds_ping(env->rds), pr = pg_ping(env->pg);
-	json_t *o = json_pack("{s:s, s:s}", "redis", rr == 0 ? "ok" : "unreachable", "postgres",
-			      pr == 0 ? "ok" : "unreachable");
-	if (rr == 0 && pr == 0)
-		http_reply_json(req, 200, o);
-	else {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_json(req, 503, o);
-	}
+	svc_readyz(req, env->rds, env->pg, NULL);
 }
 
 static json_t *

@@ -61,19 +61,6 @@ login_key(struct login_env *env, char *buf, size_t size, const char *kind, const
 	snprintf(buf, size, "%s%s:{%s}", rds_async_prefix(env->ra), kind, id);
 }
 
-const char *
-login_hash_field(const redisReply *h, const char *name)
-{
-	if (!h || h->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t i = 0; i + 1 < h->elements; i += 2)
-		if (h->element[i]->type == REDIS_REPLY_STRING &&
-		    strcmp(h->element[i]->str, name) == 0 &&
-		    h->element[i + 1]->type == REDIS_REPLY_STRING)
-			return h->element[i + 1]->str;
-	return NULL;
-}
-
 void
 login_reply_text(struct http_req *req, unsigned status, char *text, size_t len)
 {

@@ -95,7 +95,7 @@ login_side_fill(struct login_side *s, const redisReply *h)
 	if (!s->present)
 		return;
 #define F(field, name)                                                                             \
-	v = login_hash_field(h, name);                                                             \
+	v = rds_hash_field(h, name);                                                               \
 	snprintf(s->field, sizeof(s->field), "%s", v ? v : "")
 	F(nat, "nat");
 	F(ip, "ip");
@@ -151,9 +151,9 @@ login_relay_hash_cb(redisReply *rep, int err, void *arg)
 	if (err)
 		c->failed = true;
 	else if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 2) {
-		const char *url = login_hash_field(rep, "url");
-		const char *s = login_hash_field(rep, "sessions");
-		const char *cap = login_hash_field(rep, "capacity");
+		const char *url = rds_hash_field(rep, "url");
+		const char *s = rds_hash_field(rep, "sessions");
+		const char *cap = rds_hash_field(rep, "capacity");
 		c->rurl[i] = url ? strdup(url) : NULL;
 		c->rsess[i] = s ? strtod(s, NULL) : 0;
 		c->rcap[i] = cap ? strtod(cap, NULL) : 0;
@@ -579,8 +579,8 @@ login_cx_cb(redisReply *rep, int err, void *arg)
 			c->failed = true;
 	} else if (which == 1) {
 		if (c->is_result) {
-			const char *a = login_hash_field(rep, "a"), *b = login_hash_field(rep, "b");
-			const char *m = login_hash_field(rep, "mode");
+			const char *a = rds_hash_field(rep, "a"), *b = rds_hash_field(rep, "b");
+			const char *m = rds_hash_field(rep, "mode");
 			c->conn_found = a && b && m;
 			if (c->conn_found) {
 				snprintf(c->conn_a, sizeof(c->conn_a), "%s", a);

@@ -20,7 +20,6 @@ login_reload(void *arg)
 	struct login_env *env = arg;
 	char err[512];
 
-	dmn_notify("RELOADING=1");
 	struct cfg *c = svc_reload_cfg(login_cfg_table, login_cfg_n, env->cfg_path, env->cfg0,
 				       login_validate);
 	if (c) {
@@ -34,21 +33,13 @@ login_reload(void *arg)
 		}
 		cfg_free(c);
 	}
-	dmn_notify("READY=1");
 }
 
 static void
 login_collect(void *arg)
 {
 	struct login_env *env = arg;
-	struct rds_stats rs, as;
-
-	rds_get_stats(env->rds, &rs);
-	rds_async_stats(env->ra, &as);
-	met_set(env->m.redis_up, as.up || rs.up);
-	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
-	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
-	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	svc_metrics_collect(&env->m.std, env->rds, env->ra, env->started_ms);
 	met_set(env->m.probes_inflight, (double)atomic_load(&env->probes_inflight));
 	met_set(env->m.kra, login_kra_window(env));
 	pthread_mutex_lock(&env->kra_lock);
@@ -63,13 +54,6 @@ login_count_waiters(void *arg)
 {
 	struct login_env *env = arg;
 	met_set(env->m.waiters, (double)login_waiters_count(env));
-}
-
-static struct met_child *
-login_gauge(struct met_registry *r, enum met_type t, const char *name, const char *help)
-{
-	struct met *m = met_new(r, t, name, help, NULL, NULL, 0);
-	return m ? met_child(m) : NULL;
 }
 
 static int
@@ -92,47 +76,36 @@ login_metrics_init(struct login_env *env)
 			    "Sessions online by NAT class (from the accounting tables, within "
 			    "reap_s).",
 			    "nat", NULL, 0);
-	m->probes_inflight = login_gauge(r, MET_GAUGE, "p2pcdn_login_probes_in_flight",
-					 "Connect-back probes waiting for an answer.");
-	m->relay_fallbacks = login_gauge(r, MET_COUNTER, "p2pcdn_login_relay_fallbacks_total",
-					 "lan connects that failed their check and got a relay.");
-	m->kra = login_gauge(r, MET_GAUGE, "p2pcdn_login_relay_dependency",
-			     "Relay dependency degree K_ra (seed 000 §4.1): share of connects "
-			     "that needed the relay, last 10 minutes.");
-	m->kra_total = login_gauge(r, MET_GAUGE, "p2pcdn_login_relay_dependency_since_start",
-				   "K_ra over every connect since this process started.");
-	m->heartbeats = login_gauge(r, MET_COUNTER, "p2pcdn_login_heartbeats_total",
-				    "Heartbeats received.");
-	m->waiters = login_gauge(r, MET_GAUGE, "p2pcdn_login_long_polls",
-				 "Heartbeats parked waiting for a request (wait=N).");
-	m->pushes = login_gauge(r, MET_COUNTER, "p2pcdn_login_requests_delivered_total",
-				"Reverse/lan/relay requests handed to targets in heartbeats.");
-	m->hash_queue = login_gauge(r, MET_GAUGE, "p2pcdn_login_hash_queue",
-				    "Password checks waiting for a worker thread.");
-	m->acct_dropped = login_gauge(r, MET_COUNTER, "p2pcdn_login_accounting_dropped_total",
-				      "Accounting records dropped (queue full).");
-	m->acct_written = login_gauge(r, MET_COUNTER, "p2pcdn_login_accounting_written_total",
-				      "Accounting rows written to PostgreSQL.");
-	m->relay_acct = login_gauge(r, MET_COUNTER, "p2pcdn_login_relay_records_total",
-				    "Relay accounting stream entries merged.");
-	m->registrations = login_gauge(r, MET_COUNTER, "p2pcdn_login_registrations_total",
-				       "Accounts registered through POST /v1/register.");
-	m->redis_up = login_gauge(r, MET_GAUGE, "p2pcdn_redis_up",
-				  "1 when the last Redis call succeeded.");
-	m->redis_commands =
-		login_gauge(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.");
-	m->redis_errors =
-		login_gauge(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.");
-	m->uptime = login_gauge(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.");
-	struct met *b =
-		met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
-	if (b)
-		met_set(met_child(b, P2PCDN_VERSION), 1);
+	m->probes_inflight = met_scalar(r, MET_GAUGE, "p2pcdn_login_probes_in_flight",
+					"Connect-back probes waiting for an answer.");
+	m->relay_fallbacks = met_scalar(r, MET_COUNTER, "p2pcdn_login_relay_fallbacks_total",
+					"lan connects that failed their check and got a relay.");
+	m->kra = met_scalar(r, MET_GAUGE, "p2pcdn_login_relay_dependency",
+			    "Relay dependency degree K_ra (seed 000 §4.1): share of connects "
+			    "that needed the relay, last 10 minutes.");
+	m->kra_total = met_scalar(r, MET_GAUGE, "p2pcdn_login_relay_dependency_since_start",
+				  "K_ra over every connect since this process started.");
+	m->heartbeats =
+		met_scalar(r, MET_COUNTER, "p2pcdn_login_heartbeats_total", "Heartbeats received.");
+	m->waiters = met_scalar(r, MET_GAUGE, "p2pcdn_login_long_polls",
+				"Heartbeats parked waiting for a request (wait=N).");
+	m->pushes = met_scalar(r, MET_COUNTER, "p2pcdn_login_requests_delivered_total",
+			       "Reverse/lan/relay requests handed to targets in heartbeats.");
+	m->hash_queue = met_scalar(r, MET_GAUGE, "p2pcdn_login_hash_queue",
+				   "Password checks waiting for a worker thread.");
+	m->acct_dropped = met_scalar(r, MET_COUNTER, "p2pcdn_login_accounting_dropped_total",
+				     "Accounting records dropped (queue full).");
+	m->acct_written = met_scalar(r, MET_COUNTER, "p2pcdn_login_accounting_written_total",
+				     "Accounting rows written to PostgreSQL.");
+	m->relay_acct = met_scalar(r, MET_COUNTER, "p2pcdn_login_relay_records_total",
+				   "Relay accounting stream entries merged.");
+	m->registrations = met_scalar(r, MET_COUNTER, "p2pcdn_login_registrations_total",
+				      "Accounts registered through POST /v1/register.");
 	if (!m->logins || !m->probes || !m->connects || !m->results || !m->online ||
 	    !m->probes_inflight || !m->relay_fallbacks || !m->kra || !m->kra_total ||
 	    !m->heartbeats || !m->waiters || !m->pushes || !m->hash_queue || !m->acct_dropped ||
-	    !m->acct_written || !m->relay_acct || !m->registrations || !m->redis_up ||
-	    !m->redis_commands || !m->redis_errors || !m->uptime || !b)
+	    !m->acct_written || !m->relay_acct || !m->registrations ||
+	    svc_metrics_init(r, &m->std, true) < 0)
 		return -ENOMEM;
 	/* Label values exist from the start, so dashboards see zeros. */
 	static const char *const modes[] = { "direct", "reverse", "lan", "relay" };
@@ -165,27 +138,15 @@ login_tick(void *arg)
 	evl_call(env->loop, login_count_waiters, env);
 }
 
-/* svc_run's loop, with one step before the drain: parked long-polls are
- * answered at once, so they do not hold the drain for drain_timeout_s. */
+/* Before the drain: parked long-polls are answered at once, so they do not
+ * hold the drain for drain_timeout_s. */
 static void
-login_run(struct login_env *env)
+login_pre_drain(void *arg)
 {
-	dmn_notify("READY=1");
-	for (;;) {
-		enum dmn_event ev = dmn_wait(1000);
-		if (ev == DMN_STOP)
-			break;
-		if (ev == DMN_RELOAD)
-			login_reload(env);
-		else
-			login_tick(env);
-	}
-	dmn_notify("STOPPING=1");
-	log_notice("stopping: answering long-polls, draining requests in flight");
+	struct login_env *env = arg;
+	log_notice("stopping: answering long-polls");
 	atomic_store(&env->stopping, true);
 	login_waiters_close(env->waiters);
-	http_server_drain(env->api, (int)cfg_int(env->cfg0, "server", "drain_timeout_s") * 1000);
-	http_server_drain(env->admin, 1000);
 }
 
 static int
@@ -204,37 +165,33 @@ login_dummy_hash(struct login_env *env)
 int
 main(int argc, char **argv)
 {
+	const struct svc_daemon boot = {
+		.name = "login-server",
+		.summary = LOGIN_SUMMARY,
+		.table = login_cfg_table,
+		.n = login_cfg_n,
+		.validate = login_validate,
+	};
+	static const struct svc_hooks hooks = {
+		.reload = login_reload,
+		.tick = login_tick,
+		.pre_drain = login_pre_drain,
+	};
+	const struct svc_listeners listeners = {
+		.api = login_api_routes,
+		.napi = login_api_nroutes,
+		.admin = login_admin_routes,
+		.nadmin = login_admin_nroutes,
+	};
 	struct login_env env = { 0 };
 	struct cfg_args args;
 	char err[1024];
 	int r, ret = 1;
 
-	if (dmn_signals_init() < 0 || sodium_init() < 0) {
-		fprintf(stderr, "login-server: cannot set up signals or libsodium\n");
-		return 1;
-	}
-	log_init("login-server");
-	r = cfg_args_parse(argc, argv, "login-server", LOGIN_SUMMARY, login_cfg_table, login_cfg_n,
-			   &args);
-	if (r)
-		return r > 0 ? 0 : 2;
+	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
+	if (r >= 0)
+		return r;
 	env.cfg_path = args.config;
-	env.cfg0 = cfg_load(login_cfg_table, login_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0) {
-		fprintf(stderr, "login-server: %s\n", err);
-		return 1;
-	}
-	if (login_validate(env.cfg0, err, sizeof(err)) < 0) {
-		fprintf(stderr, "login-server: %s: %s\n", args.config, err);
-		cfg_free(env.cfg0);
-		return 1;
-	}
-	if (args.check) {
-		printf("%s: configuration OK\n", args.config);
-		cfg_free(env.cfg0);
-		return 0;
-	}
-	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.set_lock, NULL);
 	pthread_mutex_init(&env.kra_lock, NULL);
 	env.started_ms = dmn_now_ms();
@@ -268,41 +225,24 @@ main(int argc, char **argv)
 		log_err("out of memory setting up metrics");
 		goto out;
 	}
-	svc_rds_opts(env.cfg0, &env.ro);
-	env.rds = rds_new(&env.ro);
-	env.loop = evl_new();
-	env.ra = env.loop ? rds_async_new(env.loop, &env.ro) : NULL;
-	if (!env.rds || !env.ra) {
-		log_err("out of memory setting up Redis");
+	if (svc_redis_open(env.cfg0, "logins answer 503 until it does", &env.ro, &env.rds,
+			   &env.loop, &env.ra) < 0)
 		goto out;
-	}
-	if (rds_ping(env.rds) < 0)
-		log_warn("Redis at %s:%d is not answering yet; logins answer 503 until it does",
-			 env.ro.host, env.ro.port);
 	env.work = login_work_new(&env, (int)cfg_int(env.cfg0, "login", "hash_threads"),
 				  (int)cfg_int(env.cfg0, "login", "hash_queue"));
 	if (!env.work || !login_waiters_new(&env) || !login_acct_start(&env)) {
 		log_err("cannot start worker threads");
 		goto out;
 	}
-	env.api = svc_listen(env.cfg0, true, false, login_api_routes, login_api_nroutes, &env,
-			     env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.api) {
-		log_err("%s", err);
+	if (svc_listen(env.cfg0, &listeners, &env, env.reg, &env.http_metrics, &env.api,
+		       &env.admin) < 0)
 		goto out;
-	}
-	env.admin = svc_listen(env.cfg0, false, false, login_admin_routes, login_admin_nroutes,
-			       &env, env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.admin) {
-		log_err("%s", err);
-		goto out;
-	}
 	log_notice("ready: api on %s, admin on %s, registration %s, relay %s",
 		   cfg_str(env.cfg0, "server", "listen"),
 		   cfg_str(env.cfg0, "server", "admin_listen"),
 		   env.set->registration_open ? "open" : "admin-only",
 		   env.set->has_relay_key ? "configured" : "not configured");
-	login_run(&env);
+	svc_run(env.cfg0, env.api, env.admin, &hooks, &env);
 	ret = 0;
 	log_notice("stopped");
 out:

@@ -60,7 +60,6 @@ relay_reload(void *arg)
 	struct relay_env *env = arg;
 	struct cfg *cfg;
 
-	dmn_notify("RELOADING=1");
 	cfg = svc_reload_cfg(relay_cfg_table, relay_cfg_n, env->cfg_path, env->cfg0,
 			     relay_validate);
 	if (cfg) {
@@ -69,32 +68,17 @@ relay_reload(void *arg)
 		log_notice("configuration reloaded from %s", env->cfg_path);
 		cfg_free(cfg);
 	}
-	dmn_notify("READY=1");
 }
 
 static void
 relay_collect(void *arg)
 {
 	struct relay_env *env = arg;
-	struct rds_stats rs, as;
-
-	rds_get_stats(env->rds, &rs);
-	rds_async_stats(env->ra, &as);
-	met_set(env->m.redis_up, as.up || rs.up);
-	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
-	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
-	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	svc_metrics_collect(&env->m.std, env->rds, env->ra, env->started_ms);
 	met_set(env->m.bytes_per_s, (double)atomic_load(&env->bytes_per_s));
 	pthread_mutex_lock(&env->lock);
 	met_set(env->m.queued, (double)(env->mbox_bytes + (size_t)atomic_load(&env->tun_queued)));
 	pthread_mutex_unlock(&env->lock);
-}
-
-static struct met_child *
-relay_met1(struct met_registry *r, enum met_type t, const char *name, const char *help)
-{
-	struct met *m = met_new(r, t, name, help, NULL, NULL, 0);
-	return m ? met_child(m) : NULL;
 }
 
 static int
@@ -149,38 +133,27 @@ relay_metrics_init(struct relay_env *env)
 	m->drop_acct = met_child(f, "acct_overflow");
 	m->limit = met_new(r, MET_GAUGE, "p2pcdn_relay_limit", "Configured limits, by name.",
 			   "limit", NULL, 0);
-	m->messages = relay_met1(r, MET_COUNTER, "p2pcdn_relay_messages_total",
+	m->messages = met_scalar(r, MET_COUNTER, "p2pcdn_relay_messages_total",
 				 "Mailbox messages accepted.");
-	m->delivered = relay_met1(r, MET_COUNTER, "p2pcdn_relay_messages_delivered_total",
+	m->delivered = met_scalar(r, MET_COUNTER, "p2pcdn_relay_messages_delivered_total",
 				  "Mailbox messages handed out (a retried GET counts again).");
-	m->queued = relay_met1(r, MET_GAUGE, "p2pcdn_relay_queued_bytes",
+	m->queued = met_scalar(r, MET_GAUGE, "p2pcdn_relay_queued_bytes",
 			       "Bytes held: mailbox queues plus tunnel buffers.");
-	m->queued_msgs = relay_met1(r, MET_GAUGE, "p2pcdn_relay_queued_messages",
+	m->queued_msgs = met_scalar(r, MET_GAUGE, "p2pcdn_relay_queued_messages",
 				    "Mailbox messages not yet acknowledged.");
-	m->waiters = relay_met1(r, MET_GAUGE, "p2pcdn_relay_long_polls",
+	m->waiters = met_scalar(r, MET_GAUGE, "p2pcdn_relay_long_polls",
 				"Mailbox GETs waiting for messages.");
-	m->acct_pending = relay_met1(r, MET_GAUGE, "p2pcdn_relay_acct_pending",
+	m->acct_pending = met_scalar(r, MET_GAUGE, "p2pcdn_relay_acct_pending",
 				     "Accounting records waiting for Redis.");
-	m->acct_written = relay_met1(r, MET_COUNTER, "p2pcdn_relay_acct_written_total",
+	m->acct_written = met_scalar(r, MET_COUNTER, "p2pcdn_relay_acct_written_total",
 				     "Accounting records added to the stream.");
-	m->bytes_per_s = relay_met1(r, MET_GAUGE, "p2pcdn_relay_bytes_per_second",
+	m->bytes_per_s = met_scalar(r, MET_GAUGE, "p2pcdn_relay_bytes_per_second",
 				    "Bytes relayed per second over the last 10 s.");
-	m->capacity = relay_met1(r, MET_GAUGE, "p2pcdn_relay_capacity",
+	m->capacity = met_scalar(r, MET_GAUGE, "p2pcdn_relay_capacity",
 				 "max_sessions, as published in the registry.");
-	m->redis_up = relay_met1(r, MET_GAUGE, "p2pcdn_redis_up",
-				 "1 when the last Redis call succeeded.");
-	m->redis_commands =
-		relay_met1(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.");
-	m->redis_errors =
-		relay_met1(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.");
-	m->uptime = relay_met1(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.");
-	f = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
-	if (f)
-		met_set(met_child(f, P2PCDN_VERSION), 1);
 	if (!m->limit || !m->messages || !m->delivered || !m->queued || !m->queued_msgs ||
 	    !m->waiters || !m->acct_pending || !m->acct_written || !m->bytes_per_s ||
-	    !m->capacity || !m->redis_up || !m->redis_commands || !m->redis_errors || !m->uptime ||
-	    !f)
+	    !m->capacity || svc_metrics_init(r, &m->std, true) < 0)
 		return -ENOMEM;
 	return met_add_collector(r, relay_collect, env);
 }
@@ -274,34 +247,6 @@ relay_noop(struct relay_env *env)
 	(void)env;
 }
 
-/* The public listener: svc_listen's settings plus a whole-request
- * deadline of request_timeout_s, so slow-loris clients cannot hold the
- * connections tunnels and long-polls need. */
-static struct http_server *
-relay_listen_api(struct relay_env *env, char *err, size_t errsize)
-{
-	const struct cfg *c = env->cfg0;
-	struct http_server_opts o = {
-		.name = "api",
-		.listen = cfg_str(c, "server", "listen"),
-		.threads = (unsigned)cfg_int(c, "server", "threads"),
-		.connection_limit = (unsigned)cfg_int(c, "server", "connection_limit"),
-		.timeout_s = (unsigned)cfg_int(c, "server", "request_timeout_s"),
-		.read_timeout_ms = (unsigned)cfg_int(c, "server", "request_timeout_s") * 1000,
-		.max_body = (size_t)cfg_int(c, "server", "max_body"),
-		.tls_cert_file = cfg_str(c, "server", "tls_cert"),
-		.tls_key_file = cfg_str(c, "server", "tls_key"),
-		.access_log = cfg_bool(c, "server", "access_log"),
-		.routes = relay_api_routes,
-		.nroutes = relay_api_nroutes,
-		.arg = env,
-		.registry = env->reg,
-		.metrics = &env->http_metrics,
-		.trusted = addr_list_parse(cfg_str(c, "server", "trusted_proxies"), NULL, NULL),
-	};
-	return http_server_start(&o, err, errsize);
-}
-
 /* SIGTERM: leave the registry (so the login-server sends nobody new),
  * refuse new sessions, let the running ones finish for up to
  * drain_timeout_s, then end the rest (reason shutdown), write the
@@ -311,15 +256,9 @@ relay_run(struct relay_env *env)
 {
 	long long deadline;
 
-	dmn_notify("READY=1");
-	for (;;) {
-		enum dmn_event ev = dmn_wait(1000);
-		if (ev == DMN_STOP)
-			break;
-		if (ev == DMN_RELOAD)
-			relay_reload(env);
-	}
-	dmn_notify("STOPPING=1");
+	static const struct svc_hooks hooks = { .reload = relay_reload };
+
+	svc_loop(&hooks, env);
 	pthread_mutex_lock(&env->lock);
 	env->stopping = true;
 	pthread_mutex_unlock(&env->lock);
@@ -348,46 +287,29 @@ relay_run(struct relay_env *env)
 int
 main(int argc, char **argv)
 {
+	const struct svc_daemon boot = {
+		.name = "relay-server",
+		.summary = RELAY_SUMMARY,
+		.table = relay_cfg_table,
+		.n = relay_cfg_n,
+		.validate = relay_validate,
+		.no_migrate = "relay-server keeps no PostgreSQL state: nothing to migrate",
+	};
+	const struct svc_listeners listeners = {
+		.api = relay_api_routes,
+		.napi = relay_api_nroutes,
+		.admin = relay_admin_routes,
+		.nadmin = relay_admin_nroutes,
+		.api_deadline = true, /* tunnels and long-polls need the connections */
+	};
 	struct relay_env env = { 0 };
 	struct cfg_args args;
-	char err[1024];
 	int r, ret = 1;
 
-	if (dmn_signals_init() < 0) {
-		fprintf(stderr, "relay-server: cannot set up signals\n");
-		return 1;
-	}
-	log_init("relay-server");
-	r = cfg_args_parse(argc, argv, "relay-server", RELAY_SUMMARY, relay_cfg_table, relay_cfg_n,
-			   &args);
-	if (r)
-		return r > 0 ? 0 : 2;
-	if (args.migrate) {
-		printf("relay-server keeps no PostgreSQL state: nothing to migrate\n");
-		return 0;
-	}
+	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
+	if (r >= 0)
+		return r;
 	env.cfg_path = args.config;
-	env.cfg0 = cfg_load(relay_cfg_table, relay_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0) {
-		fprintf(stderr, "relay-server: %s\n", err);
-		return 1;
-	}
-	if (relay_validate(env.cfg0, err, sizeof(err)) < 0) {
-		fprintf(stderr, "relay-server: %s: %s\n", args.config, err);
-		cfg_free(env.cfg0);
-		return 1;
-	}
-	if (args.check) {
-		printf("%s: configuration OK\n", args.config);
-		cfg_free(env.cfg0);
-		return 0;
-	}
-	if (sodium_init() < 0) {
-		fprintf(stderr, "relay-server: libsodium failed to initialise\n");
-		cfg_free(env.cfg0);
-		return 1;
-	}
-	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
 	env.started_ms = dmn_now_ms();
 	env.id = cfg_str(env.cfg0, "relay", "id");
@@ -404,34 +326,18 @@ main(int argc, char **argv)
 	}
 	relay_apply(&env, env.cfg0);
 	struct rds_opts ro;
-	svc_rds_opts(env.cfg0, &ro);
-	env.rds = rds_new(&ro);
-	env.loop = evl_new();
-	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;
-	if (!env.rds || !env.ra) {
-		log_err("out of memory setting up Redis");
+	if (svc_redis_open(env.cfg0,
+			   "relaying works, the registry and accounting catch up when it does", &ro,
+			   &env.rds, &env.loop, &env.ra) < 0)
 		goto out;
-	}
-	if (rds_ping(env.rds) < 0)
-		log_warn("Redis at %s:%d is not answering yet; relaying works, the registry and "
-			 "accounting catch up when it does",
-			 ro.host, ro.port);
 	relay_on_loop(&env, relay_sweep_start);
 	if (!env.sweep_ev) {
 		log_err("cannot start the sweep timer");
 		goto out;
 	}
-	env.api = relay_listen_api(&env, err, sizeof(err));
-	if (!env.api) {
-		log_err("%s", err);
+	if (svc_listen(env.cfg0, &listeners, &env, env.reg, &env.http_metrics, &env.api,
+		       &env.admin) < 0)
 		goto out;
-	}
-	env.admin = svc_listen(env.cfg0, false, false, relay_admin_routes, relay_admin_nroutes,
-			       &env, env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.admin) {
-		log_err("%s", err);
-		goto out;
-	}
 	log_notice("ready: relay %s (%s), api on %s, admin on %s", env.id, env.public_url,
 		   cfg_str(env.cfg0, "server", "listen"),
 		   cfg_str(env.cfg0, "server", "admin_listen"));

@@ -16,6 +16,7 @@
 #include "met.h"
 #include "rds.h"
 #include "rds_async.h"
+#include "svc.h"
 #include "tok.h"
 
 #define RELAY_CID_LEN   32             /* connect id: 32 lowercase hex digits */
@@ -223,7 +224,7 @@ struct relay_metrics {
 	struct met_child *acct_pending, *acct_written;
 	struct met_child *bytes_per_s, *capacity;
 	struct met *limit; /* gauge {name} */
-	struct met_child *redis_up, *redis_commands, *redis_errors, *uptime;
+	struct svc_metrics std;
 };
 
 /* One finished session, waiting to be XADDed to the accounting stream. */

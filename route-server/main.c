@@ -21,37 +21,26 @@ route_reload(void *arg)
 	struct cfg *cfg;
 	struct route_state *st;
 
-	dmn_notify("RELOADING=1");
 	cfg = svc_reload_cfg(route_cfg_table, route_cfg_n, env->cfg_path, env->cfg0, svc_validate);
 	if (!cfg)
-		goto out;
+		return;
 	st = route_state_new(cfg, err, sizeof(err));
 	if (!st) {
 		log_err("reload failed, keeping the running configuration: %s", err);
 		cfg_free(cfg);
-		goto out;
+		return;
 	}
 	svc_apply(cfg, env->api, env->admin, false);
 	route_state_publish(env, st);
 	route_refresh_soon(env);
 	log_notice("configuration reloaded from %s", env->cfg_path);
-out:
-	dmn_notify("READY=1");
 }
 
 static void
 route_collect(void *arg)
 {
 	struct route_env *env = arg;
-	struct rds_stats rs;
-
-	struct rds_stats as;
-	rds_get_stats(env->rds, &rs);
-	rds_async_stats(env->ra, &as);
-	met_set(env->m.redis_up, as.up || rs.up);
-	met_set(env->m.redis_commands, (double)(rs.commands + as.commands));
-	met_set(env->m.redis_errors, (double)(rs.errors + as.errors));
-	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	svc_metrics_collect(&env->m.std, env->rds, env->ra, env->started_ms);
 	pthread_mutex_lock(&env->lock);
 	met_set(env->m.pending, (double)env->npending);
 	pthread_mutex_unlock(&env->lock);
@@ -61,45 +50,26 @@ static int
 route_metrics_init(struct route_env *env)
 {
 	struct met_registry *r = env->reg;
-	struct met *m;
 
 	if (http_metrics_init(&env->http_metrics, r) < 0)
 		return -ENOMEM;
 	env->m.allocations = met_new(r, MET_COUNTER, "p2pcdn_route_allocations_total",
 				     "PeerIDs allocated, by domain.", "domain", NULL, 0);
-	m = met_new(r, MET_COUNTER, "p2pcdn_route_peerid_collisions_total",
-		    "Random node values that were already taken.", NULL, NULL, 0);
-	env->m.collisions = m ? met_child(m) : NULL;
-	m = met_new(r, MET_COUNTER, "p2pcdn_route_rate_limited_total",
-		    "Route requests refused with 429: over max_per_minute.", NULL, NULL, 0);
-	env->m.rate_limited = m ? met_child(m) : NULL;
-	m = met_new(r, MET_GAUGE, "p2pcdn_route_generation",
-		    "Generation of the domains and rules loaded.", NULL, NULL, 0);
-	env->m.generation = m ? met_child(m) : NULL;
+	env->m.collisions = met_scalar(r, MET_COUNTER, "p2pcdn_route_peerid_collisions_total",
+				       "Random node values that were already taken.");
+	env->m.rate_limited = met_scalar(r, MET_COUNTER, "p2pcdn_route_rate_limited_total",
+					 "Route requests refused with 429: over max_per_minute.");
+	env->m.generation = met_scalar(r, MET_GAUGE, "p2pcdn_route_generation",
+				       "Generation of the domains and rules loaded.");
 	env->m.geo_misses =
 		met_new(r, MET_COUNTER, "p2pcdn_route_geo_misses_total",
 			"Route requests sent to the default domain for lack of geo data.", "reason",
 			NULL, 0);
-	m = met_new(r, MET_GAUGE, "p2pcdn_route_pending_codes",
-		    "Region/city names waiting for a code.", NULL, NULL, 0);
-	env->m.pending = m ? met_child(m) : NULL;
-	m = met_new(r, MET_GAUGE, "p2pcdn_redis_up", "1 when the last Redis call succeeded.", NULL,
-		    NULL, 0);
-	env->m.redis_up = m ? met_child(m) : NULL;
-	m = met_new(r, MET_COUNTER, "p2pcdn_redis_commands_total", "Redis commands sent.", NULL,
-		    NULL, 0);
-	env->m.redis_commands = m ? met_child(m) : NULL;
-	m = met_new(r, MET_COUNTER, "p2pcdn_redis_errors_total", "Failed Redis calls.", NULL, NULL,
-		    0);
-	env->m.redis_errors = m ? met_child(m) : NULL;
-	m = met_new(r, MET_GAUGE, "p2pcdn_uptime_seconds", "Seconds since start.", NULL, NULL, 0);
-	env->m.uptime = m ? met_child(m) : NULL;
-	m = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
-	if (m)
-		met_set(met_child(m, P2PCDN_VERSION), 1);
+	env->m.pending = met_scalar(r, MET_GAUGE, "p2pcdn_route_pending_codes",
+				    "Region/city names waiting for a code.");
 	if (!env->m.allocations || !env->m.collisions || !env->m.rate_limited ||
-	    !env->m.generation || !env->m.geo_misses || !env->m.pending || !env->m.redis_up ||
-	    !env->m.redis_commands || !env->m.redis_errors || !env->m.uptime || !m)
+	    !env->m.generation || !env->m.geo_misses || !env->m.pending ||
+	    svc_metrics_init(r, &env->m.std, true) < 0)
 		return -ENOMEM;
 	return met_add_collector(r, route_collect, env);
 }
@@ -118,9 +88,25 @@ route_sample(void *arg)
 	pthread_mutex_unlock(&env->lock);
 }
 
+static const struct svc_hooks route_hooks = { .reload = route_reload, .tick = route_sample };
+
 int
 main(int argc, char **argv)
 {
+	const struct svc_daemon boot = {
+		.name = "route-server",
+		.summary = ROUTE_SUMMARY,
+		.table = route_cfg_table,
+		.n = route_cfg_n,
+		.validate = svc_validate,
+		.own_check = true, /* it opens the geo databases too */
+	};
+	const struct svc_listeners listeners = {
+		.api = route_api_routes,
+		.napi = route_api_nroutes,
+		.admin = route_admin_routes,
+		.nadmin = route_admin_nroutes,
+	};
 	struct route_env env = { 0 };
 	struct cfg_args args;
 	struct route_state *st = NULL;
@@ -130,27 +116,10 @@ main(int argc, char **argv)
 	char err[1024];
 	int r, ret = 1;
 
-	if (dmn_signals_init() < 0) {
-		fprintf(stderr, "route-server: cannot set up signals\n");
-		return 1;
-	}
-	log_init("route-server");
-	r = cfg_args_parse(argc, argv, "route-server", ROUTE_SUMMARY, route_cfg_table, route_cfg_n,
-			   &args);
-	if (r)
-		return r > 0 ? 0 : 2;
+	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
+	if (r >= 0)
+		return r;
 	env.cfg_path = args.config;
-	env.cfg0 = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0) {
-		fprintf(stderr, "route-server: %s\n", err);
-		return 1;
-	}
-	if (svc_validate(env.cfg0, err, sizeof(err)) < 0) {
-		fprintf(stderr, "route-server: %s: %s\n", args.config, err);
-		cfg_free(env.cfg0);
-		return 1;
-	}
-	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
 	pthread_mutex_init(&env.view_lock, NULL);
 	pthread_cond_init(&env.wake, NULL);
@@ -186,17 +155,9 @@ main(int argc, char **argv)
 		goto out;
 	}
 	struct rds_opts ro;
-	svc_rds_opts(env.cfg0, &ro);
-	env.rds = rds_new(&ro);
-	env.loop = evl_new();
-	env.ra = env.loop ? rds_async_new(env.loop, &ro) : NULL;
-	if (!env.rds || !env.ra) {
-		log_err("out of memory setting up Redis");
+	if (svc_redis_open(env.cfg0, "/v1/route answers 503 until it does", &ro, &env.rds,
+			   &env.loop, &env.ra) < 0)
 		goto out;
-	}
-	if (rds_ping(env.rds) < 0)
-		log_warn("Redis at %s:%d is not answering yet; /v1/route answers 503 until it does",
-			 ro.host, ro.port);
 
 	struct cfg *cfg = cfg_load(route_cfg_table, route_cfg_n, args.config, err, sizeof(err));
 	st = cfg ? route_state_new(cfg, err, sizeof(err)) : NULL;
@@ -230,22 +191,13 @@ main(int argc, char **argv)
 		log_err("cannot start the refresher thread");
 		goto out;
 	}
-	env.api = svc_listen(env.cfg0, true, false, route_api_routes, route_api_nroutes, &env,
-			     env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.api) {
-		log_err("%s", err);
+	if (svc_listen(env.cfg0, &listeners, &env, env.reg, &env.http_metrics, &env.api,
+		       &env.admin) < 0)
 		goto out;
-	}
-	env.admin = svc_listen(env.cfg0, false, false, route_admin_routes, route_admin_nroutes,
-			       &env, env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.admin) {
-		log_err("%s", err);
-		goto out;
-	}
 	log_notice("ready: api on %s, admin on %s, %zu domains, %zu rules, generation %lld",
 		   cfg_str(env.cfg0, "server", "listen"),
 		   cfg_str(env.cfg0, "server", "admin_listen"), ndomains, nrules, generation);
-	svc_run(env.cfg0, env.api, env.admin, route_reload, route_sample, &env);
+	svc_run(env.cfg0, env.api, env.admin, &route_hooks, &env);
 	ret = 0;
 	log_notice("stopped");
 out:

@@ -18,6 +18,7 @@
 #include "rds.h"
 #include "rds_async.h"
 #include "evl.h"
+#include "svc.h"
 
 #define ROUTE_NAME_MAX 128 /* region/city names kept, bytes */
 #define ROUTE_PATH_MAX 8   /* segments of an MMDB lookup path */
@@ -144,7 +145,8 @@ struct route_metrics {
 	struct met_child *rate_limited;
 	struct met_child *generation;
 	struct met *geo_misses; /* {reason} */
-	struct met_child *redis_up, *redis_commands, *redis_errors, *uptime, *pending;
+	struct met_child *pending;
+	struct svc_metrics std;
 };
 
 #define ROUTE_PENDING_MAX 1024

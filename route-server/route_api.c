@@ -369,19 +369,6 @@ route_source_cmp(const void *a, const void *b)
 	return lx < ly ? -1 : lx > ly;
 }
 
-static const char *
-route_hash_field(const redisReply *h, const char *name)
-{
-	if (!h || h->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t i = 0; i + 1 < h->elements; i += 2)
-		if (h->element[i]->type == REDIS_REPLY_STRING &&
-		    strcmp(h->element[i]->str, name) == 0 &&
-		    h->element[i + 1]->type == REDIS_REPLY_STRING)
-			return h->element[i + 1]->str;
-	return NULL;
-}
-
 /* One sources request waiting on Redis: a ZRANGEBYSCORE, then one HGETALL
  * per cache, all on the pipelined connection, so no HTTP thread waits. The
  * snapshot reference is held until the answer is built (domain
@@ -472,7 +459,7 @@ out:
 static char *
 route_hash_dup(const redisReply *h, const char *name)
 {
-	const char *v = route_hash_field(h, name);
+	const char *v = rds_hash_field(h, name);
 	return v ? strdup(v) : NULL;
 }
 
@@ -486,8 +473,8 @@ route_src_on_hash(redisReply *rep, int err, void *arg)
 	if (err)
 		r->failed = true;
 	else if (rep->type == REDIS_REPLY_ARRAY) {
-		const char *load = route_hash_field(rep, "load");
-		const char *cap = route_hash_field(rep, "capacity");
+		const char *load = rds_hash_field(rep, "load");
+		const char *cap = rds_hash_field(rep, "capacity");
 		it->domain = route_hash_dup(rep, "domain");
 		it->url = route_hash_dup(rep, "url");
 		it->load = load ? strtod(load, NULL) : 0;
@@ -1102,18 +1089,10 @@ route_handle_readyz(struct http_req *req, void *arg)
 {
 	struct route_env *env = arg;
 	struct route_view view;
-	int rr = rds_ping(env->rds), pr = pg_ping(env->pg);
 	route_view_get(env, &view);
 	bool loaded = view.snap != NULL;
 	route_view_put(&view);
-	json_t *o = json_pack("{s:s, s:s, s:b}", "redis", rr == 0 ? "ok" : "unreachable",
-			      "postgres", pr == 0 ? "ok" : "unreachable", "domains_loaded", loaded);
-	if (rr == 0 && pr == 0)
-		http_reply_json(req, 200, o);
-	else {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_json(req, 503, o);
-	}
+	svc_readyz(req, env->rds, env->pg, json_pack("{s:b}", "domains_loaded", loaded));
 }
 
 static void

@@ -68,7 +68,6 @@ trk_reload(void *arg)
 	struct trk_env *env = arg;
 	struct cfg *c;
 
-	dmn_notify("RELOADING=1");
 	c = svc_reload_cfg(trk_cfg_table, trk_cfg_n, env->cfg_path, env->cfg0, trk_validate);
 	if (c) {
 		svc_apply(c, env->api, env->admin, true);
@@ -77,7 +76,6 @@ trk_reload(void *arg)
 		trk_catalog_refresh_soon(env);
 		log_notice("configuration reloaded from %s", env->cfg_path);
 	}
-	dmn_notify("READY=1");
 }
 
 static void
@@ -93,7 +91,7 @@ trk_collect(void *arg)
 	met_set(env->m.seeders, (double)st.seeders);
 	met_set(env->m.leechers, (double)st.leechers);
 	met_set(env->m.bytes, (double)st.bytes);
-	met_set(env->m.uptime, (double)(dmn_now_ms() - env->started_ms) / 1000.0);
+	svc_metrics_collect(&env->m.std, NULL, NULL, env->started_ms);
 }
 
 /* Every 10 s on the event loop: drops silent peers. Here rather than on
@@ -124,18 +122,10 @@ trk_sample(void *arg)
 	}
 }
 
-static struct met_child *
-trk_gauge(struct met_registry *r, const char *name, const char *help)
-{
-	struct met *m = met_new(r, MET_GAUGE, name, help, NULL, NULL, 0);
-	return m ? met_child(m) : NULL;
-}
-
 static int
 trk_metrics_init(struct trk_env *env)
 {
 	struct met_registry *r = env->reg;
-	struct met *m;
 
 	if (http_metrics_init(&env->http_metrics, r) < 0)
 		return -ENOMEM;
@@ -146,22 +136,22 @@ trk_metrics_init(struct trk_env *env)
 	env->m.failures =
 		met_new(r, MET_COUNTER, "p2pcdn_tracker_failures_total",
 			"Requests refused, by protocol and reason.", "proto,reason", NULL, 0);
-	m = met_new(r, MET_COUNTER, "p2pcdn_tracker_expired_peers_total",
-		    "Peers dropped for silence.", NULL, NULL, 0);
-	env->m.expired = m ? met_child(m) : NULL;
-	env->m.torrents = trk_gauge(r, "p2pcdn_tracker_torrents", "Torrents in memory.");
-	env->m.peers4 = trk_gauge(r, "p2pcdn_tracker_peers_ipv4", "IPv4 peers in memory.");
-	env->m.peers6 = trk_gauge(r, "p2pcdn_tracker_peers_ipv6", "IPv6 peers in memory.");
-	env->m.seeders = trk_gauge(r, "p2pcdn_tracker_seeders", "Seeders in memory.");
-	env->m.leechers = trk_gauge(r, "p2pcdn_tracker_leechers", "Leechers in memory.");
-	env->m.bytes = trk_gauge(r, "p2pcdn_tracker_store_bytes", "Heap bytes of the swarm store.");
-	env->m.uptime = trk_gauge(r, "p2pcdn_uptime_seconds", "Seconds since start.");
-	m = met_new(r, MET_GAUGE, "p2pcdn_build_info", "Build version.", "version", NULL, 0);
-	if (m)
-		met_set(met_child(m, P2PCDN_VERSION), 1);
+	env->m.expired = met_scalar(r, MET_COUNTER, "p2pcdn_tracker_expired_peers_total",
+				    "Peers dropped for silence.");
+	env->m.torrents =
+		met_scalar(r, MET_GAUGE, "p2pcdn_tracker_torrents", "Torrents in memory.");
+	env->m.peers4 =
+		met_scalar(r, MET_GAUGE, "p2pcdn_tracker_peers_ipv4", "IPv4 peers in memory.");
+	env->m.peers6 =
+		met_scalar(r, MET_GAUGE, "p2pcdn_tracker_peers_ipv6", "IPv6 peers in memory.");
+	env->m.seeders = met_scalar(r, MET_GAUGE, "p2pcdn_tracker_seeders", "Seeders in memory.");
+	env->m.leechers =
+		met_scalar(r, MET_GAUGE, "p2pcdn_tracker_leechers", "Leechers in memory.");
+	env->m.bytes = met_scalar(r, MET_GAUGE, "p2pcdn_tracker_store_bytes",
+				  "Heap bytes of the swarm store.");
 	if (!env->m.announces || !env->m.scrapes || !env->m.failures || !env->m.expired ||
 	    !env->m.torrents || !env->m.peers4 || !env->m.peers6 || !env->m.seeders ||
-	    !env->m.leechers || !env->m.bytes || !env->m.uptime || !m)
+	    !env->m.leechers || !env->m.bytes || svc_metrics_init(r, &env->m.std, false) < 0)
 		return -ENOMEM;
 	return met_add_collector(r, trk_collect, env);
 }
@@ -169,36 +159,31 @@ trk_metrics_init(struct trk_env *env)
 int
 main(int argc, char **argv)
 {
+	const struct svc_daemon boot = {
+		.name = "tracker",
+		.summary = TRK_SUMMARY,
+		.table = trk_cfg_table,
+		.n = trk_cfg_n,
+		.validate = trk_validate,
+	};
+	static const struct svc_hooks hooks = { .reload = trk_reload, .tick = trk_sample };
+	const struct svc_listeners listeners = {
+		.api = trk_api_routes,
+		.napi = trk_api_nroutes,
+		.admin = trk_admin_routes,
+		.nadmin = trk_admin_nroutes,
+		.api_admin = true,    /* token-guarded public routes */
+		.keep_raw_uri = true, /* info_hash is raw bytes in the query */
+	};
 	struct trk_env env = { 0 };
 	struct cfg_args args;
 	char err[1024];
 	int r, ret = 1;
 
-	if (dmn_signals_init() < 0 || sodium_init() < 0) {
-		fprintf(stderr, "tracker: cannot set up signals or libsodium\n");
-		return 1;
-	}
-	log_init("tracker");
-	r = cfg_args_parse(argc, argv, "tracker", TRK_SUMMARY, trk_cfg_table, trk_cfg_n, &args);
-	if (r)
-		return r > 0 ? 0 : 2;
+	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
+	if (r >= 0)
+		return r;
 	env.cfg_path = args.config;
-	env.cfg0 = cfg_load(trk_cfg_table, trk_cfg_n, args.config, err, sizeof(err));
-	if (!env.cfg0) {
-		fprintf(stderr, "tracker: %s\n", err);
-		return 1;
-	}
-	if (trk_validate(env.cfg0, err, sizeof(err)) < 0) {
-		fprintf(stderr, "tracker: %s: %s\n", args.config, err);
-		cfg_free(env.cfg0);
-		return 1;
-	}
-	if (args.check) {
-		printf("%s: configuration OK\n", args.config);
-		cfg_free(env.cfg0);
-		return 0;
-	}
-	log_set_level(log_parse_level(cfg_str(env.cfg0, "server", "log_level")));
 	pthread_mutex_init(&env.lock, NULL);
 	pthread_rwlock_init(&env.wl_lock, NULL);
 	pthread_mutex_init(&env.fs_lock, NULL);
@@ -241,18 +226,9 @@ main(int argc, char **argv)
 		log_err("UDP tracker: %s", err);
 		goto out;
 	}
-	env.api = svc_listen(env.cfg0, true, true, trk_api_routes, trk_api_nroutes, &env, env.reg,
-			     &env.http_metrics, true, err, sizeof(err));
-	if (!env.api) {
-		log_err("%s", err);
+	if (svc_listen(env.cfg0, &listeners, &env, env.reg, &env.http_metrics, &env.api,
+		       &env.admin) < 0)
 		goto out;
-	}
-	env.admin = svc_listen(env.cfg0, false, false, trk_admin_routes, trk_admin_nroutes, &env,
-			       env.reg, &env.http_metrics, false, err, sizeof(err));
-	if (!env.admin) {
-		log_err("%s", err);
-		goto out;
-	}
 	pthread_rwlock_rdlock(&env.wl_lock);
 	size_t nprograms = env.wl ? env.wl->n : 0;
 	pthread_rwlock_unlock(&env.wl_lock);
@@ -260,7 +236,7 @@ main(int argc, char **argv)
 		   cfg_str(env.cfg0, "server", "listen"), *udp ? udp : "(off)",
 		   cfg_str(env.cfg0, "server", "admin_listen"),
 		   cfg_str(env.cfg0, "tracker", "mode"), nprograms);
-	svc_run(env.cfg0, env.api, env.admin, trk_reload, trk_sample, &env);
+	svc_run(env.cfg0, env.api, env.admin, &hooks, &env);
 	ret = 0;
 	log_notice("stopped");
 out:

@@ -15,6 +15,7 @@
 #include "http.h"
 #include "met.h"
 #include "pg.h"
+#include "svc.h"
 
 #define TRK_HASH_LEN 20
 
@@ -118,8 +119,9 @@ struct trk_metrics {
 	struct met *announces; /* {proto} */
 	struct met *scrapes;   /* {proto} */
 	struct met *failures;  /* {proto,reason} */
-	struct met_child *torrents, *peers4, *peers6, *seeders, *leechers, *bytes, *uptime;
+	struct met_child *torrents, *peers4, *peers6, *seeders, *leechers, *bytes;
 	struct met_child *expired;
+	struct svc_metrics std;
 };
 
 struct trk_env {

@@ -401,14 +401,7 @@ static void
 trk_handle_readyz(struct http_req *req, void *arg)
 {
 	struct trk_env *env = arg;
-	int pr = pg_ping(env->pg);
-	json_t *o = json_pack("{s:s}", "postgres", pr == 0 ? "ok" : "unreachable");
-	if (pr == 0) {
-		http_reply_json(req, 200, o);
-	} else {
-		http_reply_header(req, "Retry-After", "1");
-		http_reply_json(req, 503, o);
-	}
+	svc_readyz(req, NULL, env->pg, NULL);
 }
 
 #define TRK_TOP 10

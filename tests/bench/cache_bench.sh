@@ -39,54 +39,14 @@ WARMUP=2
 KEY=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')
 PY=/usr/bin/python3
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 
-for t in wrk nginx curl perl redis-server $PY; do
-	command -v "$t" >/dev/null 2>&1 || die "$t not found; run deploy/install-deps.sh"
-done
+bench_need wrk nginx curl perl redis-server $PY
 [ -x "$BIN" ] || die "$BIN not found; build it with make"
 [ "$PULL_CHUNKS" -le 256 ] || die "BENCH_PULL_CHUNKS must fit the 256-chunk window"
 
-tmp=""
-pids=""
-wrk_pid=""
-cleanup() {
-	set +e
-	[ -z "$wrk_pid" ] || kill -TERM "$wrk_pid" 2>/dev/null
-	for p in $pids; do
-		kill -TERM "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	[ -n "$tmp" ] && [ -d "$tmp" ] && rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-	perl -MIO::Socket::INET -e '
-		for my $p ($ARGV[0] .. $ARGV[0] + 500) {
-			my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-			    LocalPort => $p, Proto => "tcp", Listen => 1) or next;
-			close $s; print $p; exit 0;
-		}
-		exit 1;' "$1" || die "no free port above $1"
-}
-
-wait_http() {
-	i=0
-	while [ $i -lt 150 ]; do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-tmp=$(mktemp -d /tmp/p2pcdn-cache-bench.XXXXXX)
-chmod 755 "$tmp"
+bench_init p2pcdn-cache-bench
 REDIS_PORT=$(free_port 28379)
 A_PORT=$(free_port 28005)
 A_ADMIN=$(free_port $((A_PORT + 1000)))
@@ -97,7 +57,7 @@ NGX_PORT=$(free_port 28080)
 say "redis-server :$REDIS_PORT"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
 	--dir "$tmp" --logfile "$tmp/redis.log" >/dev/null 2>&1 </dev/null &
-pids="$!"
+bench_track $!
 
 cache_conf() { # NAME PORT ADMIN
 	cat >"$tmp/$1.ini" <<EOC
@@ -124,16 +84,16 @@ cache_conf a "$A_PORT" "$A_ADMIN"
 cache_conf b "$B_PORT" "$B_ADMIN"
 "$BIN" --config "$tmp/a.ini" >"$tmp/a.log" 2>&1 </dev/null &
 a_pid=$!
-pids="$a_pid $pids"
+bench_track "$a_pid"
 "$BIN" --config "$tmp/b.ini" >"$tmp/b.log" 2>&1 </dev/null &
 b_pid=$!
-pids="$b_pid $pids"
+bench_track "$b_pid"
 wait_http "http://127.0.0.1:$A_ADMIN/healthz" "$a_pid" || { cat "$tmp/a.log" >&2; die "cache A did not come up"; }
 wait_http "http://127.0.0.1:$B_ADMIN/healthz" "$b_pid" || { cat "$tmp/b.log" >&2; die "cache B did not come up"; }
 
 # Chunks: the same bytes into cache A (PUT with a publish token minted as
 # common/tok.c does) and into nginx's tree.
-mkdir -p "$tmp/www/v1/live/bench/chunks" "$tmp/nginx"
+mkdir -p "$tmp/www/v1/live/bench/chunks"
 $PY - "$KEY" "$A_PORT" "$tmp/www/v1/live/bench/chunks" "$CHUNKS" "$CHUNK_BYTES" "$PULL_CHUNKS" <<'EOP' || die "publishing the chunks failed"
 import base64, hashlib, hmac, http.client, json, os, struct, sys, time
 key, port, www, n, size, npull = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
@@ -161,66 +121,18 @@ for s in range(npull):
 EOP
 chmod -R a+rX "$tmp/www"
 
-cat >"$tmp/nginx/nginx.conf" <<EOF
-worker_processes $SERVER_THREADS;
-daemon off;
-master_process on;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events {
-	worker_connections 4096;
-}
-http {
-	access_log off;
-	default_type application/octet-stream;
-	sendfile on;
-	keepalive_timeout 65;
-	keepalive_requests 1000000;
-	client_body_temp_path $tmp/nginx/body;
-	proxy_temp_path $tmp/nginx/proxy;
-	fastcgi_temp_path $tmp/nginx/fastcgi;
-	uwsgi_temp_path $tmp/nginx/uwsgi;
-	scgi_temp_path $tmp/nginx/scgi;
-	server {
-		listen 127.0.0.1:$NGX_PORT;
-		root $tmp/www;
+bench_nginx "$NGX_PORT" application/octet-stream /v1/live/bench/chunks/0 "	sendfile on;" \
+	"		root $tmp/www;
 		location /v1/live/ {
-			add_header Cache-Control "public, max-age=51, immutable";
+			add_header Cache-Control \"public, max-age=51, immutable\";
 			etag on;
-		}
-	}
-}
-EOF
-nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-ngx_pid=$!
-pids="$ngx_pid $pids"
-wait_http "http://127.0.0.1:$NGX_PORT/v1/live/bench/chunks/0" "$ngx_pid" || {
-	cat "$tmp/nginx/error.log" >&2
-	die "nginx did not come up"
-}
+		}"
 curl -fsS "http://127.0.0.1:$A_PORT/v1/live/bench/chunks/7" | cmp -s - "$tmp/www/v1/live/bench/chunks/7" ||
 	die "cache A and nginx do not serve the same bytes"
 
-wrk_for() {
-	CACHE_BENCH_FIRST=0 CACHE_BENCH_LAST=$((CHUNKS - 1)) timeout $(($1 + 30)) \
-		wrk -t"$WRK_THREADS" -c"$CONNS" -d"$1s" -s "$LUA" "$2" >"$3" 2>&1 &
-	wrk_pid=$!
-	rc=0
-	wait "$wrk_pid" || rc=$?
-	wrk_pid=""
-	return $rc
-}
-
+export CACHE_BENCH_FIRST=0 CACHE_BENCH_LAST=$((CHUNKS - 1))
 run_wrk() {
-	say "wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s -s tests/bench/cache_chunk.lua $2 ($1)"
-	wrk_for "$WARMUP" "$2" "$tmp/wrk-$1-warmup.out" ||
-		{ cat "$tmp/wrk-$1-warmup.out" >&2; die "wrk warm-up against $1 failed"; }
-	wrk_for "$DURATION" "$2" "$tmp/wrk-$1.out" ||
-		{ cat "$tmp/wrk-$1.out" >&2; die "wrk against $1 failed"; }
-	line=$(grep '^BENCH ' "$tmp/wrk-$1.out") || { cat "$tmp/wrk-$1.out" >&2; die "no BENCH line from wrk"; }
-	for kv in ${line#BENCH }; do
-		eval "${1}_${kv%%=*}=\${kv#*=}"
-	done
+	bench_wrk "$1" "$2" "$CONNS" "$WRK_THREADS" "$DURATION" "$1"
 }
 
 run_wrk cache "http://127.0.0.1:$A_PORT"

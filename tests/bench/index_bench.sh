@@ -50,60 +50,13 @@ SERVER_THREADS=${BENCH_SERVER_THREADS:-$(nproc)}
 PEERS=${BENCH_PEERS:-100000}
 WARMUP=2
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 
-for t in wrk nginx curl perl redis-server redis-cli; do
-	command -v "$t" >/dev/null 2>&1 || die "$t not found; run deploy/install-deps.sh"
-done
+bench_need wrk nginx curl perl redis-server redis-cli
 [ -x "$BIN" ] || die "$BIN not found; build it with make"
 
-# ---------------------------------------------------------------- cleanup
-
-tmp=""
-redis_pid=""
-idx_pid=""
-fix_pid=""
-ngx_pid=""
-wrk_pid=""
-cleanup() {
-	set +e
-	[ -z "$wrk_pid" ] || kill -TERM "$wrk_pid" 2>/dev/null
-	for p in "$ngx_pid" "$fix_pid" "$idx_pid" "$redis_pid"; do
-		if [ -n "$p" ]; then
-			kill -TERM "$p" 2>/dev/null
-			wait "$p" 2>/dev/null
-		fi
-	done
-	[ -z "$tmp" ] || [ ! -d "$tmp" ] || rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-	perl -MIO::Socket::INET -e '
-		for my $p ($ARGV[0] .. $ARGV[0] + 500) {
-			my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-			    LocalPort => $p, Proto => "tcp", Listen => 1) or next;
-			close $s; print $p; exit 0;
-		}
-		exit 1;' "$1" || die "no free port above $1"
-}
-
-wait_http() {
-	i=0
-	while [ $i -lt 150 ]; do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-tmp=$(mktemp -d /tmp/p2pcdn-ibench.XXXXXX)
-chmod 755 "$tmp"
+bench_init p2pcdn-ibench
 REDIS_PORT=$(free_port 27479)
 API_PORT=$(free_port 27104)
 ADMIN_PORT=$(free_port $((API_PORT + 1000)))
@@ -117,7 +70,7 @@ R="redis-cli -p $REDIS_PORT"
 say "starting Redis :$REDIS_PORT in $tmp"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$tmp" \
 	--logfile "$tmp/redis.log" --daemonize no >/dev/null 2>&1 &
-redis_pid=$!
+bench_track $!
 i=0
 until $R ping >/dev/null 2>&1; do
 	i=$((i + 1))
@@ -198,6 +151,7 @@ heartbeat_s = 3600
 EOF
 "$BIN" --config "$tmp/index-server.ini" >"$tmp/index-server.log" 2>&1 </dev/null &
 idx_pid=$!
+bench_track "$idx_pid"
 wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "$idx_pid" || {
 	tail -n 20 "$tmp/index-server.log" >&2
 	die "index-server did not come up"
@@ -213,6 +167,7 @@ sed -e "s/^listen = .*/listen = 127.0.0.1:$FIX_PORT/" -e "s/^admin_listen = .*/a
 printf 'view_min = %d\nview_max = %d\n' "$FIXED_VIEW" "$FIXED_VIEW" >>"$tmp/index-fixed.ini"
 "$BIN" --config "$tmp/index-fixed.ini" >"$tmp/index-fixed.log" 2>&1 </dev/null &
 fix_pid=$!
+bench_track "$fix_pid"
 wait_http "http://127.0.0.1:$FIX_ADMIN/healthz" "$fix_pid" || {
 	tail -n 20 "$tmp/index-fixed.log" >&2
 	die "the second index-server did not come up"
@@ -227,7 +182,7 @@ done
 # ---------------------------------------------------------------- nginx
 
 first=$(head -n 1 "$tmp/pids-bench")
-mkdir -p "$tmp/www/v1" "$tmp/nginx"
+mkdir -p "$tmp/www/v1"
 curl -fsS -X POST -d "{\"peer_id\":\"$first\",\"channel\":\"bench\"}" \
 	"http://127.0.0.1:$API_PORT/v1/heartbeat" >"$tmp/www/v1/heartbeat" ||
 	die "index-server does not answer heartbeats"
@@ -244,70 +199,20 @@ v1k=$(view_of n1k)
 v10k=$(view_of n10k)
 members=$(($(grep -o '"peer_id"' "$tmp/www/v1/join" | wc -l) - 1))
 chmod -R a+rX "$tmp/www"
-cat >"$tmp/nginx/nginx.conf" <<EOF
-worker_processes $SERVER_THREADS;
-daemon off;
-master_process on;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events {
-	worker_connections 4096;
-}
-http {
-	access_log off;
-	default_type application/json;
-	keepalive_timeout 65;
-	keepalive_requests 1000000;
-	client_body_temp_path $tmp/nginx/body;
-	proxy_temp_path $tmp/nginx/proxy;
-	fastcgi_temp_path $tmp/nginx/fastcgi;
-	uwsgi_temp_path $tmp/nginx/uwsgi;
-	scgi_temp_path $tmp/nginx/scgi;
-	server {
-		listen 127.0.0.1:$NGX_PORT;
-		root $tmp/www;
+bench_nginx "$NGX_PORT" application/json /v1/join "" "		root $tmp/www;
 		# The static module refuses POST with 405; serve the file anyway.
 		error_page 405 =200 \$uri;
 		location = /v1/heartbeat { }
-		location = /v1/join { }
-	}
-}
-EOF
-nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-ngx_pid=$!
-wait_http "http://127.0.0.1:$NGX_PORT/v1/join" "$ngx_pid" || {
-	cat "$tmp/nginx/error.log" >&2
-	die "nginx did not come up"
-}
+		location = /v1/join { }"
 curl -fsS -X POST -d x "http://127.0.0.1:$NGX_PORT/v1/join" | cmp -s - "$tmp/www/v1/join" ||
 	die "nginx does not answer POST with the static file"
 
 # ---------------------------------------------------------------- wrk
 
-wrk_for() { # SECONDS CONNS THREADS URL OUT
-	timeout $(($1 + 30)) wrk -t"$3" -c"$2" -d"$1s" -s "$LUA" "$4" >"$5" 2>&1 &
-	wrk_pid=$!
-	rc=0
-	wait "$wrk_pid" || rc=$?
-	wrk_pid=""
-	return $rc
-}
-
 # run_wrk NAME OP CHANNEL URL [SECONDS CONNS THREADS]: sets NAME_rps etc.
 run_wrk() {
-	d=${5:-$DURATION}
-	c=${6:-$CONNS}
-	t=${7:-$WRK_THREADS}
 	export INDEX_BENCH_OP="$2" INDEX_BENCH_CHANNEL="$3" INDEX_BENCH_PIDS="$tmp/pids-$3"
-	say "wrk -t$t -c$c -d${d}s -s tests/bench/index_wrk.lua $4 ($1: $2 on $3)"
-	wrk_for "$WARMUP" "$c" "$t" "$4" "$tmp/wrk-$1-warmup.out" ||
-		{ cat "$tmp/wrk-$1-warmup.out" >&2; die "wrk warm-up ($1) failed"; }
-	wrk_for "$d" "$c" "$t" "$4" "$tmp/wrk-$1.out" ||
-		{ cat "$tmp/wrk-$1.out" >&2; die "wrk ($1) failed"; }
-	line=$(grep '^BENCH ' "$tmp/wrk-$1.out") || { cat "$tmp/wrk-$1.out" >&2; die "no BENCH line from wrk"; }
-	for kv in ${line#BENCH }; do
-		eval "${1}_${kv%%=*}=\${kv#*=}"
-	done
+	bench_wrk "$1" "$4" "${6:-$CONNS}" "${7:-$WRK_THREADS}" "${5:-$DURATION}" "$1: $2 on $3"
 	eval "bad=\$((${1}_non2xx + ${1}_errors))"
 	# shellcheck disable=SC2154
 	[ "$bad" -eq 0 ] || say "WARNING: $1: $bad non-2xx answers or socket errors"

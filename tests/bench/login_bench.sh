@@ -30,62 +30,15 @@ SESSIONS=${BENCH_SESSIONS:-2000}
 WARMUP=2
 PASSWORD="bench password 123"
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 
-for t in wrk nginx curl perl redis-server; do
-	command -v "$t" >/dev/null 2>&1 || die "$t not found; run deploy/install-deps.sh"
-done
+bench_need wrk nginx curl perl redis-server
 [ -x "$BIN" ] || die "$BIN not found; build it with make"
 [ -x /usr/bin/python3 ] || die "/usr/bin/python3 not found"
 
-tmp=""
+bench_init p2pcdn-login-bench
 ls_pid=""
-ngx_pid=""
-wrk_pid=""
-cleanup() {
-	set +e
-	[ -z "$wrk_pid" ] || kill -TERM "$wrk_pid" 2>/dev/null
-	if [ -n "$ngx_pid" ]; then
-		kill -TERM "$ngx_pid" 2>/dev/null
-		wait "$ngx_pid" 2>/dev/null
-	fi
-	if [ -n "$ls_pid" ]; then
-		kill -TERM "$ls_pid" 2>/dev/null
-		wait "$ls_pid" 2>/dev/null
-	fi
-	if [ -n "$tmp" ] && [ -d "$tmp" ]; then
-		"$ROOT/deploy/services.sh" stop "$tmp" >/dev/null 2>&1
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-free_port() {
-	perl -MIO::Socket::INET -e '
-		for my $p ($ARGV[0] .. $ARGV[0] + 500) {
-			my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-			    LocalPort => $p, Proto => "tcp", Listen => 1) or next;
-			close $s; print $p; exit 0;
-		}
-		exit 1;' "$1" || die "no free port above $1"
-}
-
-wait_http() {
-	i=0
-	while [ $i -lt 150 ]; do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-tmp=$(mktemp -d /tmp/p2pcdn-login-bench.XXXXXX)
-chmod 755 "$tmp"
 REDIS_PORT=$(free_port 27379)
 PG_PORT=$(free_port 27432)
 API_PORT=$(free_port 27001)
@@ -93,55 +46,22 @@ ADMIN_PORT=$(free_port $((API_PORT + 1000)))
 NGX_PORT=$(free_port 27080)
 
 say "starting Redis :$REDIS_PORT and PostgreSQL :$PG_PORT in $tmp"
-"$ROOT/deploy/services.sh" start "$tmp" "$REDIS_PORT" "$PG_PORT" >"$tmp/services.log" 2>&1 || {
-	cat "$tmp/services.log" >&2
-	die "deploy/services.sh failed"
-}
+bench_services "$REDIS_PORT" "$PG_PORT"
 
 # ---------------------------------------------------------------- nginx
 
-mkdir -p "$tmp/nginx"
 # A heartbeat answer of the usual size, and the probe echo.
 hb_body='{"ok":true,"heartbeat_s":19,"heartbeat_ms":18734,"requests":[]}'
-cat >"$tmp/nginx/nginx.conf" <<NGX
-worker_processes $SERVER_THREADS;
-daemon off;
-master_process on;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events {
-	worker_connections 4096;
-}
-http {
-	access_log off;
-	default_type application/json;
-	keepalive_timeout 65;
-	keepalive_requests 1000000;
-	client_body_temp_path $tmp/nginx/body;
-	proxy_temp_path $tmp/nginx/proxy;
-	fastcgi_temp_path $tmp/nginx/fastcgi;
-	uwsgi_temp_path $tmp/nginx/uwsgi;
-	scgi_temp_path $tmp/nginx/scgi;
-	server {
-		listen 127.0.0.1:$NGX_PORT;
-		location = /v1/heartbeat { return 200 '$hb_body'; }
+bench_nginx "$NGX_PORT" application/json /healthz "" "		location = /v1/heartbeat { return 200 '$hb_body'; }
 		location = /p2p/probe { return 200 \$arg_nonce; }
-		location = /healthz { return 200 "ok"; }
-	}
-}
-NGX
-nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-ngx_pid=$!
-wait_http "http://127.0.0.1:$NGX_PORT/healthz" "$ngx_pid" || {
-	cat "$tmp/nginx/error.log" >&2
-	die "nginx did not come up"
-}
+		location = /healthz { return 200 \"ok\"; }"
 
 # ---------------------------------------------------------------- login-server
 
 # start_login MEM_KIB OPS: (re)starts the login-server with that argon2id cost.
 start_login() {
 	if [ -n "$ls_pid" ]; then
+		bench_untrack "$ls_pid"
 		kill -TERM "$ls_pid" 2>/dev/null
 		wait "$ls_pid" 2>/dev/null || true
 		ls_pid=""
@@ -175,6 +95,7 @@ hash_queue = 100000
 EOF2
 	"$BIN" --config "$tmp/login-server.ini" >>"$tmp/login-server.log" 2>&1 </dev/null &
 	ls_pid=$!
+	bench_track "$ls_pid"
 	wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "$ls_pid" || {
 		tail -n 20 "$tmp/login-server.log" >&2
 		die "login-server did not come up"
@@ -225,26 +146,9 @@ if login == "1":
 PY
 }
 
-wrk_for() {
-	timeout $(($1 + 30)) wrk -t"$WRK_THREADS" -c"$2" -d"$1s" -s "$LUA" "$3" >"$4" 2>&1 &
-	wrk_pid=$!
-	rc=0
-	wait "$wrk_pid" || rc=$?
-	wrk_pid=""
-	return $rc
-}
-
 # run_wrk NAME CONNS URL: warm-up, then the measured run; sets NAME_rps etc.
 run_wrk() {
-	say "wrk -t$WRK_THREADS -c$2 -d${DURATION}s -s tests/bench/login_hb.lua $3 ($1, $LOGIN_BENCH_MODE)"
-	wrk_for "$WARMUP" "$2" "$3" "$tmp/wrk-$1-warmup.out" ||
-		{ cat "$tmp/wrk-$1-warmup.out" >&2; die "wrk warm-up against $1 failed"; }
-	wrk_for "$DURATION" "$2" "$3" "$tmp/wrk-$1.out" ||
-		{ cat "$tmp/wrk-$1.out" >&2; die "wrk against $1 failed"; }
-	line=$(grep '^BENCH ' "$tmp/wrk-$1.out") || { cat "$tmp/wrk-$1.out" >&2; die "no BENCH line from wrk"; }
-	for kv in ${line#BENCH }; do
-		eval "${1}_${kv%%=*}=\${kv#*=}"
-	done
+	bench_wrk "$1" "$3" "$2" "$WRK_THREADS" "$DURATION" "$1, $LOGIN_BENCH_MODE"
 }
 
 # 1. heartbeats

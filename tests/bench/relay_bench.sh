@@ -31,34 +31,27 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${RELAY_SERVER_BIN:-$ROOT/build/bin/relay-server}
 PY=/usr/bin/python3
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 
-for t in socat redis-server $PY; do
-	command -v "$t" >/dev/null 2>&1 || die "$t not found; run deploy/install-deps.sh"
-done
+bench_need socat redis-server $PY
 [ -x "$BIN" ] || die "$BIN not found; build it with make"
 
-TMP=$(mktemp -d /tmp/relay-bench.XXXXXX)
-PIDS=""
-cleanup() {
-	for p in $PIDS; do kill "$p" 2>/dev/null || true; done
-	for p in $PIDS; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$TMP"
-}
-trap cleanup EXIT INT TERM
+bench_init relay-bench
+TMP=$tmp
 
-free_port() {
+# Ports the kernel picks (the relay bench has no fixed bases).
+any_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-RPORT=$(free_port)
+RPORT=$(any_port)
 redis-server --port "$RPORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$TMP" \
 	--logfile "$TMP/redis.log" --daemonize no >/dev/null 2>&1 &
-PIDS="$PIDS $!"
+bench_track $!
 
-API=$(free_port)
-ADMIN=$(free_port)
+API=$(any_port)
+ADMIN=$(any_port)
 KEY=000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f
 cat >"$TMP/relay.ini" <<INI
 [server]
@@ -81,13 +74,13 @@ max_session_bytes = 1099511627776
 max_queued_bytes = 4194304
 INI
 "$BIN" --config "$TMP/relay.ini" 2>"$TMP/relay.log" &
-PIDS="$PIDS $!"
+bench_track $!
 
-SINK=$(free_port)
-SOCAT=$(free_port)
+SINK=$(any_port)
+SOCAT=$(any_port)
 # socat with its usual defaults apart from a buffer as large as the relay's reads.
 socat -b 262144 "TCP-LISTEN:$SOCAT,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$SINK" &
-PIDS="$PIDS $!"
+bench_track $!
 
 for i in $(seq 1 100); do
 	if $PY -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$ADMIN/healthz', timeout=1)" \

@@ -41,67 +41,13 @@ WRK_THREADS=${BENCH_WRK_THREADS:-2}
 SERVER_THREADS=${BENCH_SERVER_THREADS:-$(nproc)}
 WARMUP=2
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 
-for t in wrk nginx curl perl redis-server; do
-	command -v "$t" >/dev/null 2>&1 || die "$t not found; run deploy/install-deps.sh"
-done
+bench_need wrk nginx curl perl redis-server
 [ -x "$BIN" ] || die "$BIN not found; build it with make"
 
-# ---------------------------------------------------------------- cleanup
-
-tmp=""
-rs_pid=""
-ngx_pid=""
-wrk_pid=""
-cleanup() {
-	set +e
-	[ -z "$wrk_pid" ] || kill -TERM "$wrk_pid" 2>/dev/null
-	if [ -n "$ngx_pid" ]; then
-		kill -TERM "$ngx_pid" 2>/dev/null
-		wait "$ngx_pid" 2>/dev/null
-	fi
-	if [ -n "$rs_pid" ]; then
-		kill -TERM "$rs_pid" 2>/dev/null
-		wait "$rs_pid" 2>/dev/null
-	fi
-	if [ -n "$tmp" ] && [ -d "$tmp" ]; then
-		"$ROOT/deploy/services.sh" stop "$tmp" >/dev/null 2>&1
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# free_port BASE: first port from BASE up that nothing listens on.
-free_port() {
-	perl -MIO::Socket::INET -e '
-		for my $p ($ARGV[0] .. $ARGV[0] + 500) {
-			my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-			    LocalPort => $p, Proto => "tcp", Listen => 1) or next;
-			close $s; print $p; exit 0;
-		}
-		exit 1;' "$1" || die "no free port above $1"
-}
-
-# wait_http URL PID: until URL answers 200, or PID dies, or 15 s pass.
-wait_http() {
-	i=0
-	while [ $i -lt 150 ]; do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-tmp=$(mktemp -d /tmp/p2pcdn-bench.XXXXXX)
-# PostgreSQL runs as an unprivileged user and nginx workers as nobody: both
-# must enter the directory.
-chmod 755 "$tmp"
+bench_init p2pcdn-bench
 
 REDIS_PORT=$(free_port 27379)
 PG_PORT=$(free_port 27432)
@@ -112,10 +58,7 @@ NGX_PORT=$(free_port 27080)
 # ---------------------------------------------------------------- services
 
 say "starting Redis :$REDIS_PORT and PostgreSQL :$PG_PORT in $tmp"
-"$ROOT/deploy/services.sh" start "$tmp" "$REDIS_PORT" "$PG_PORT" >"$tmp/services.log" 2>&1 || {
-	cat "$tmp/services.log" >&2
-	die "deploy/services.sh failed"
-}
+bench_services "$REDIS_PORT" "$PG_PORT"
 
 # ---------------------------------------------------------------- geo data
 
@@ -187,6 +130,7 @@ EOF
 }
 "$BIN" --config "$tmp/route-server.ini" >"$tmp/route-server.log" 2>&1 </dev/null &
 rs_pid=$!
+bench_track "$rs_pid"
 wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "$rs_pid" || {
 	tail -n 20 "$tmp/route-server.log" >&2
 	die "route-server did not come up"
@@ -199,74 +143,20 @@ wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "$rs_pid" || {
 
 # ---------------------------------------------------------------- nginx
 
-mkdir -p "$tmp/www/v1" "$tmp/nginx"
+mkdir -p "$tmp/www/v1"
 curl -fsS -H "X-Forwarded-For: $typical" "http://127.0.0.1:$API_PORT/v1/route" \
 	>"$tmp/www/v1/route" || die "route-server does not answer /v1/route"
 chmod -R a+rX "$tmp/www"
 body_size=$(wc -c <"$tmp/www/v1/route")
-cat >"$tmp/nginx/nginx.conf" <<EOF
-worker_processes $SERVER_THREADS;
-daemon off;
-master_process on;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events {
-	worker_connections 4096;
-}
-http {
-	access_log off;
-	default_type application/json;
-	keepalive_timeout 65;
-	keepalive_requests 1000000;
-	client_body_temp_path $tmp/nginx/body;
-	proxy_temp_path $tmp/nginx/proxy;
-	fastcgi_temp_path $tmp/nginx/fastcgi;
-	uwsgi_temp_path $tmp/nginx/uwsgi;
-	scgi_temp_path $tmp/nginx/scgi;
-	server {
-		listen 127.0.0.1:$NGX_PORT;
-		root $tmp/www;
-		location = /v1/route { }
-	}
-}
-EOF
-nginx -e "$tmp/nginx/error.log" -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" &
-ngx_pid=$!
-wait_http "http://127.0.0.1:$NGX_PORT/v1/route" "$ngx_pid" || {
-	cat "$tmp/nginx/error.log" >&2
-	die "nginx did not come up"
-}
+bench_nginx "$NGX_PORT" application/json /v1/route "" "		root $tmp/www;
+		location = /v1/route { }"
 
 # ---------------------------------------------------------------- wrk
 
-# wrk_for SECONDS URL OUT: one wrk run, killed 30 s after it should have
-# ended. In the background with wait, so a SIGTERM/SIGINT to this script
-# is handled at once rather than after wrk's run.
-wrk_for() {
-	ROUTE_BENCH_ADDRS=$addrs timeout $(($1 + 30)) \
-		wrk -t"$WRK_THREADS" -c"$CONNS" -d"$1s" -s "$LUA" "$2" >"$3" 2>&1 &
-	wrk_pid=$!
-	rc=0
-	wait "$wrk_pid" || rc=$?
-	wrk_pid=""
-	return $rc
-}
-
-# run_wrk NAME URL: warm-up, then the measured run; sets NAME_rps etc.
-run_wrk() {
-	say "wrk -t$WRK_THREADS -c$CONNS -d${DURATION}s -s tests/bench/route.lua $2 ($1)"
-	wrk_for "$WARMUP" "$2" "$tmp/wrk-$1-warmup.out" ||
-		{ cat "$tmp/wrk-$1-warmup.out" >&2; die "wrk warm-up against $1 failed"; }
-	wrk_for "$DURATION" "$2" "$tmp/wrk-$1.out" ||
-		{ cat "$tmp/wrk-$1.out" >&2; die "wrk against $1 failed"; }
-	line=$(grep '^BENCH ' "$tmp/wrk-$1.out") || { cat "$tmp/wrk-$1.out" >&2; die "no BENCH line from wrk"; }
-	for kv in ${line#BENCH }; do
-		eval "${1}_${kv%%=*}=\${kv#*=}"
-	done
-}
-
-run_wrk route "http://127.0.0.1:$API_PORT/v1/route"
-run_wrk nginx "http://127.0.0.1:$NGX_PORT/v1/route"
+# route.lua sends a different X-Forwarded-For address on every request.
+export ROUTE_BENCH_ADDRS="$addrs"
+bench_wrk route "http://127.0.0.1:$API_PORT/v1/route" "$CONNS" "$WRK_THREADS" "$DURATION" route
+bench_wrk nginx "http://127.0.0.1:$NGX_PORT/v1/route" "$CONNS" "$WRK_THREADS" "$DURATION" nginx
 
 # Checked after the run: a benchmark of 503s would measure nothing.
 # shellcheck disable=SC2154

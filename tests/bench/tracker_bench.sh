@@ -75,8 +75,8 @@ ROUND_S=$((DURATION / ROUNDS))
 FILL_S=$((DURATION + 8))
 FILL_BASE_PORT=10000
 
-say() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+. "$ROOT/tests/bench/lib.sh"
 
 # The reference tracker is installed here, not by deploy/install-deps.sh: the
 # Debian package enables an opentracker.service on port 6969, our tracker's
@@ -90,98 +90,26 @@ if ! command -v opentracker >/dev/null 2>&1; then
 		systemctl disable --now opentracker.service >/dev/null 2>&1 || true
 	fi
 fi
-for t in wrk curl perl cc opentracker psql; do
-	command -v "$t" >/dev/null 2>&1 || die "$t not found; run deploy/install-deps.sh"
-done
+bench_need wrk curl perl cc opentracker psql
 [ -x "$BIN" ] || die "$BIN not found; build it with make"
 [ $((FILL_BASE_PORT + PEERS - 1)) -le 65535 ] || die "BENCH_PEERS too large: ports run out"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# ---------------------------------------------------------------- cleanup
-
-tmp=""
-trk_pid=""
-ot_pid=""
-load_pid=""
-cleanup() {
-	set +e
-	[ -z "$load_pid" ] || kill -TERM "$load_pid" 2>/dev/null
-	for p in $trk_pid $ot_pid; do
-		kill -TERM "$p" 2>/dev/null
-		wait "$p" 2>/dev/null
-	done
-	if [ -n "$tmp" ] && [ -d "$tmp" ]; then
-		"$ROOT/deploy/services.sh" stop "$tmp" >/dev/null 2>&1
-		rm -rf "$tmp"
-	fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# free_port BASE: first port from BASE up that is free for TCP and UDP.
-free_port() {
-	perl -MIO::Socket::INET -e '
-		for my $p ($ARGV[0] .. $ARGV[0] + 500) {
-			my $t = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-			    LocalPort => $p, Proto => "tcp", Listen => 1) or next;
-			my $u = IO::Socket::INET->new(LocalAddr => "127.0.0.1",
-			    LocalPort => $p, Proto => "udp") or next;
-			close $t; close $u; print $p; exit 0;
-		}
-		exit 1;' "$1" || die "no free port above $1"
-}
-
-# wait_http URL PID: until URL answers 200, or PID dies, or 15 s pass.
-wait_http() {
-	i=0
-	while [ $i -lt 150 ]; do
-		curl -fsS -o /dev/null --max-time 1 "$1" 2>/dev/null && return 0
-		kill -0 "$2" 2>/dev/null || return 1
-		sleep 0.1
-		i=$((i + 1))
-	done
-	return 1
-}
-
-# run_bounded SECONDS OUT CMD...: CMD in the background (so a signal to this
-# script is handled at once), killed 30 s after SECONDS; stdout+stderr to OUT.
-run_bounded() {
-	secs=$1 out=$2
-	shift 2
-	timeout $((secs + 30)) "$@" >"$out" 2>&1 &
-	load_pid=$!
-	rc=0
-	wait "$load_pid" || rc=$?
-	load_pid=""
-	return $rc
-}
-
-# parse_kv PREFIX LINE: sets PREFIX_key=value for each key=value of LINE.
-parse_kv() {
-	for kv in $2; do
-		case $kv in
-		*=*) eval "${1}_${kv%%=*}=\${kv#*=}" ;;
-		esac
-	done
-}
 
 # rss_kb PID: VmRSS in kB.
 rss_kb() {
 	sed -n 's/^VmRSS:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status"
 }
 
-tmp=$(mktemp -d /tmp/p2pcdn-trkbench.XXXXXX)
-# PostgreSQL runs as an unprivileged user and opentracker drops to nobody:
-# both must enter the directory.
-chmod 755 "$tmp"
+bench_init p2pcdn-trkbench
+trk_pid=""
+ot_pid=""
 
-REDIS_PORT=$(free_port 28379)
-PG_PORT=$(free_port 28432)
-TRK_PORT=$(free_port 28969)
-ADMIN_PORT=$(free_port $((TRK_PORT + 1000)))
-OT_PORT=$(free_port $((TRK_PORT + 1)))
-[ "$OT_PORT" != "$ADMIN_PORT" ] || OT_PORT=$(free_port $((ADMIN_PORT + 1)))
+REDIS_PORT=$(free_port 28379 udp)
+PG_PORT=$(free_port 28432 udp)
+TRK_PORT=$(free_port 28969 udp)
+ADMIN_PORT=$(free_port $((TRK_PORT + 1000)) udp)
+OT_PORT=$(free_port $((TRK_PORT + 1)) udp)
+[ "$OT_PORT" != "$ADMIN_PORT" ] || OT_PORT=$(free_port $((ADMIN_PORT + 1)) udp)
 
 # ---------------------------------------------------------------- workload
 
@@ -198,10 +126,7 @@ HASHES=$tmp/hashes.txt
 # ---------------------------------------------------------------- services
 
 say "starting PostgreSQL :$PG_PORT (and Redis :$REDIS_PORT) in $tmp"
-"$ROOT/deploy/services.sh" start "$tmp" "$REDIS_PORT" "$PG_PORT" >"$tmp/services.log" 2>&1 || {
-	cat "$tmp/services.log" >&2
-	die "deploy/services.sh failed"
-}
+bench_services "$REDIS_PORT" "$PG_PORT"
 
 # ---------------------------------------------------------------- our tracker
 
@@ -236,6 +161,7 @@ awk '{ printf "\\\\x%s\tvod\tbench %d\n", $1, NR - 1 }' "$HASHES" |
 }
 "$BIN" --config "$tmp/tracker.ini" >"$tmp/tracker.log" 2>&1 </dev/null &
 trk_pid=$!
+bench_track "$trk_pid"
 wait_http "http://127.0.0.1:$ADMIN_PORT/healthz" "$trk_pid" || {
 	tail -n 20 "$tmp/tracker.log" >&2
 	die "tracker did not come up"
@@ -259,6 +185,7 @@ tracker.user nobody
 EOF
 opentracker -f "$tmp/ot/opentracker.conf" >"$tmp/opentracker.log" 2>&1 </dev/null &
 ot_pid=$!
+bench_track "$ot_pid"
 wait_http "http://127.0.0.1:$OT_PORT/stats?mode=peer" "$ot_pid" || {
 	tail -n 20 "$tmp/opentracker.log" >&2
 	die "opentracker did not come up"

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "met.h"
+#include "svc.h"
 
 /* Renders r and checks the returned length. Caller frees. */
 static char *
@@ -467,6 +468,40 @@ test_collectors(void **state)
 	met_registry_free(r);
 }
 
+/* met_scalar, and the standard metrics of svc.c without Redis (the
+ * tracker's case): no redis families, uptime and build_info set. */
+static void
+test_scalar_and_std(void **state)
+{
+	struct met_registry *r = met_registry_new();
+	struct svc_metrics std;
+	struct met_child *c;
+	char *text;
+
+	(void)state;
+	c = met_scalar(r, MET_COUNTER, "t_plain_total", "Plain.");
+	assert_non_null(c);
+	met_add(c, 2);
+	assert_int_equal(svc_metrics_init(r, &std, false), 0);
+	assert_null(std.redis_up);
+	svc_metrics_collect(&std, NULL, NULL, 0);
+	text = render(r);
+	assert_string_equal(sample(text, "t_plain_total"), "2");
+	assert_non_null(strstr(text, "# TYPE p2pcdn_uptime_seconds gauge\n"));
+	assert_non_null(strstr(text, "p2pcdn_build_info{version=\"" P2PCDN_VERSION "\"} 1\n"));
+	assert_null(strstr(text, "p2pcdn_redis_up"));
+	free(text);
+	met_registry_free(r);
+	r = met_registry_new();
+	assert_int_equal(svc_metrics_init(r, &std, true), 0);
+	svc_metrics_collect(&std, NULL, NULL, 0);
+	text = render(r);
+	assert_string_equal(sample(text, "p2pcdn_redis_up"), "0");
+	assert_string_equal(sample(text, "p2pcdn_redis_commands_total"), "0");
+	free(text);
+	met_registry_free(r);
+}
+
 int
 main(void)
 {
@@ -480,6 +515,7 @@ main(void)
 		cmocka_unit_test(test_threads),
 		cmocka_unit_test(test_overflow),
 		cmocka_unit_test(test_collectors),
+		cmocka_unit_test(test_scalar_and_std),
 		/* Last: under clang's UBSan an out-of-range cast aborts the whole binary. */
 		cmocka_unit_test(test_number_format),
 	};
