@@ -10,11 +10,13 @@
 #include <hiredis/async.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "dmn.h"
 #include "log.h"
+#include "sha1.h"
 
 #define RDS_ASYNC_QUEUE_MAX 65536 /* commands waiting for the loop thread */
 
@@ -484,4 +486,91 @@ rds_async_stats(const struct rds_async *a, struct rds_stats *ret)
 	ret->errors = atomic_load(&a->errors);
 	ret->connects = atomic_load(&a->connects);
 	ret->up = atomic_load(&a->up);
+}
+
+/* ---------------------------------------------------------------- scripts */
+
+void
+rds_script_init(struct rds_script *s, const char *text)
+{
+	uint8_t d[SHA1_LEN];
+
+	s->text = text;
+	sha1(text, strlen(text), d);
+	for (size_t i = 0; i < SHA1_LEN; i++)
+		snprintf(s->sha + 2 * i, 3, "%02x", d[i]);
+}
+
+#define RDS_SCRIPT_ARGS 64
+
+/* One script call, its arguments kept for the EVAL retry. */
+struct rds_script_call {
+	struct rds_async *a;
+	const struct rds_script *s;
+	rds_async_cb cb;
+	void *arg;
+	int argc;
+	bool eval;
+	const char *argv[RDS_SCRIPT_ARGS];
+	char buf[]; /* the keys and arguments, NUL-terminated */
+};
+
+static void
+rds_script_done(redisReply *rep, int err, void *arg)
+{
+	struct rds_script_call *c = arg;
+
+	if (!err && !c->eval && rep->type == REDIS_REPLY_ERROR &&
+	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
+		c->eval = true;
+		c->argv[0] = "EVAL";
+		c->argv[1] = c->s->text;
+		if (rds_async_argv(c->a, rds_script_done, c, c->argc, c->argv, NULL) == 0)
+			return;
+		err = -EAGAIN;
+		rep = NULL;
+	}
+	c->cb(rep, err, c->arg);
+	free(c);
+}
+
+int
+rds_async_script(struct rds_async *a, const struct rds_script *s, int nkeys,
+		 const char *const *keys, int nargs, const char *const *args, rds_async_cb cb,
+		 void *arg)
+{
+	struct rds_script_call *c;
+	size_t total = 0;
+	char *p;
+	int r;
+
+	if (nkeys < 0 || nargs < 0 || nkeys + nargs + 3 > RDS_SCRIPT_ARGS)
+		return -EINVAL;
+	for (int i = 0; i < nkeys + nargs; i++)
+		total += strlen(i < nkeys ? keys[i] : args[i - nkeys]) + 1;
+	c = malloc(sizeof(*c) + total + 12);
+	if (!c)
+		return -ENOMEM;
+	c->a = a;
+	c->s = s;
+	c->cb = cb;
+	c->arg = arg;
+	c->eval = false;
+	c->argv[0] = "EVALSHA";
+	c->argv[1] = s->sha;
+	p = c->buf;
+	c->argv[2] = p;
+	p += snprintf(p, 12, "%d", nkeys) + 1;
+	for (int i = 0; i < nkeys + nargs; i++) {
+		const char *v = i < nkeys ? keys[i] : args[i - nkeys];
+		size_t l = strlen(v) + 1;
+		memcpy(p, v, l);
+		c->argv[3 + i] = p;
+		p += l;
+	}
+	c->argc = 3 + nkeys + nargs;
+	r = rds_async_argv(a, rds_script_done, c, c->argc, c->argv, NULL);
+	if (r < 0)
+		free(c);
+	return r;
 }

@@ -53,6 +53,25 @@ void rds_async_free(struct rds_async *a);
 int rds_async_argv(struct rds_async *a, rds_async_cb cb, void *arg, int argc, const char **argv,
 		   const size_t *argvlen);
 
+/* A Lua script run by its SHA-1 (EVALSHA), so the hot path sends and Redis
+ * hashes 40 bytes instead of the whole script. */
+struct rds_script {
+	const char *text; /* static; must outlive every call */
+	char sha[41];     /* hex SHA-1 of text */
+};
+
+/* Fills s for text (kept by pointer). */
+void rds_script_init(struct rds_script *s, const char *text);
+
+/* EVALSHA s with nkeys keys and nargs arguments (copied), and when Redis
+ * answers NOSCRIPT (restarted, or its script cache flushed) the same call
+ * once more as EVAL with the text. cb gets the final reply, as with
+ * rds_async_argv, and runs exactly once when this returns 0. Returns
+ * -EINVAL for more than 60 keys + arguments, else as rds_async_argv. */
+int rds_async_script(struct rds_async *a, const struct rds_script *s, int nkeys,
+		     const char *const *keys, int nargs, const char *const *args, rds_async_cb cb,
+		     void *arg);
+
 /* The configured key prefix. */
 const char *rds_async_prefix(const struct rds_async *a);
 

@@ -140,7 +140,7 @@ struct idx_env {
 	struct cfg *cfg0; /* the config at start: fixed keys */
 	const char *cfg_path;
 	char domain[64];
-	char sha[41]; /* SHA-1 of idx_script, for EVALSHA */
+	struct rds_script script; /* idx_script, run by EVALSHA */
 	char instance[17];
 
 	pthread_mutex_t lock; /* params, caches, rates, sweep results */

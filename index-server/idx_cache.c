@@ -20,87 +20,17 @@ idx_key_swarm(const struct idx_env *env, const char *ch, const char *suffix, cha
 
 /* ------------------------------------------------------------ script calls */
 
-#define IDX_CALL_ARGS 40
-
-/* One script call: its arguments are kept so that a NOSCRIPT answer (Redis
- * restarted or flushed its script cache) can be retried as EVAL. */
-struct idx_call {
-	struct idx_env *env;
-	rds_async_cb cb;
-	void *arg;
-	int argc;
-	bool eval;
-	const char *argv[IDX_CALL_ARGS];
-	char *buf;
-};
-
-static void
-idx_call_done(redisReply *rep, int err, void *arg)
-{
-	struct idx_call *c = arg;
-
-	if (!err && !c->eval && rep->type == REDIS_REPLY_ERROR &&
-	    strncmp(rep->str, "NOSCRIPT", 8) == 0) {
-		c->eval = true;
-		c->argv[0] = "EVAL";
-		c->argv[1] = idx_script;
-		if (rds_async_argv(c->env->ra, idx_call_done, c, c->argc, c->argv, NULL) == 0)
-			return;
-		err = -EAGAIN;
-		rep = NULL;
-	}
-	c->cb(rep, err, c->arg);
-	free(c->buf);
-	free(c);
-}
-
 int
 idx_script_run(struct idx_env *env, const char *ch, int argc, const char *const *argv,
 	       rds_async_cb cb, void *cbarg)
 {
 	char keys[3][IDX_CHANNEL_MAX + 160];
-	size_t total = 0;
-	struct idx_call *c;
-	int r;
+	const char *k[3] = { keys[0], keys[1], keys[2] };
 
-	if (argc + 6 > IDX_CALL_ARGS)
-		return -EINVAL;
 	idx_key_swarm(env, ch, "", keys[0], sizeof(keys[0]));
 	idx_key_swarm(env, ch, ":lex", keys[1], sizeof(keys[1]));
 	idx_key_swarm(env, ch, ":info", keys[2], sizeof(keys[2]));
-	for (int i = 0; i < 3; i++)
-		total += strlen(keys[i]) + 1;
-	for (int i = 0; i < argc; i++)
-		total += strlen(argv[i]) + 1;
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return -ENOMEM;
-	c->buf = malloc(total);
-	if (!c->buf) {
-		free(c);
-		return -ENOMEM;
-	}
-	c->env = env;
-	c->cb = cb;
-	c->arg = cbarg;
-	c->argv[0] = "EVALSHA";
-	c->argv[1] = env->sha;
-	c->argv[2] = "3";
-	char *p = c->buf;
-	for (int i = 0; i < 3 + argc; i++) {
-		const char *s = i < 3 ? keys[i] : argv[i - 3];
-		size_t l = strlen(s) + 1;
-		memcpy(p, s, l);
-		c->argv[3 + i] = p;
-		p += l;
-	}
-	c->argc = 6 + argc;
-	r = rds_async_argv(env->ra, idx_call_done, c, c->argc, c->argv, NULL);
-	if (r < 0) {
-		free(c->buf);
-		free(c);
-	}
-	return r;
+	return rds_async_script(env->ra, &env->script, 3, k, argc, argv, cb, cbarg);
 }
 
 /* ------------------------------------------------------------ registry */

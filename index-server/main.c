@@ -142,7 +142,6 @@ main(int argc, char **argv)
 	struct idx_env env = { 0 };
 	struct cfg_args args;
 	char err[1024];
-	uint8_t digest[SHA1_LEN];
 	int r, ret = 1;
 
 	r = svc_boot(&boot, argc, argv, &args, &env.cfg0);
@@ -156,9 +155,7 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
-	sha1(idx_script, strlen(idx_script), digest);
-	for (size_t i = 0; i < SHA1_LEN; i++)
-		snprintf(env.sha + 2 * i, 3, "%02x", digest[i]);
+	rds_script_init(&env.script, idx_script);
 	{
 		unsigned char rnd[8];
 		randombytes_buf(rnd, sizeof(rnd));

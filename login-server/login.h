@@ -291,8 +291,8 @@ int login_push(struct login_env *env, const char *user, const char *json, long l
 long long login_ttl_ms(const struct login_settings *s);
 /* EVAL script with keys and args on the async connection (rds_async_argv
  * contract). */
-int login_eval(struct login_env *env, rds_async_cb cb, void *arg, const char *script, int nkeys,
-	       const char *const *keys, int nargs, const char *const *args);
+int login_eval(struct login_env *env, rds_async_cb cb, void *arg, const struct rds_script *script,
+	       int nkeys, const char *const *keys, int nargs, const char *const *args);
 /* Wall-clock milliseconds (accounting timestamps). */
 long long login_wall_ms(void);
 

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* login-server: register, login (with the connect-back probe), heartbeat, logout. */
 #include <errno.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,25 +131,24 @@ login_push(struct login_env *env, const char *user, const char *json, long long 
 	return 0;
 }
 
-int
-login_eval(struct login_env *env, rds_async_cb cb, void *arg, const char *script, int nkeys,
-	   const char *const *keys, int nargs, const char *const *args)
-{
-	const char *argv[64];
-	char nk[8];
-	int n = 0;
+static struct rds_script login_scr_login, login_scr_hb, login_scr_logout, login_scr_incr;
+static pthread_once_t login_scr_once = PTHREAD_ONCE_INIT;
 
-	if (nkeys + nargs + 3 > 64)
-		return -EINVAL;
-	snprintf(nk, sizeof(nk), "%d", nkeys);
-	argv[n++] = "EVAL";
-	argv[n++] = script;
-	argv[n++] = nk;
-	for (int i = 0; i < nkeys; i++)
-		argv[n++] = keys[i];
-	for (int i = 0; i < nargs; i++)
-		argv[n++] = args[i];
-	return rds_async_argv(env->ra, cb, arg, n, argv, NULL);
+static void
+login_scr_init(void)
+{
+	rds_script_init(&login_scr_login, login_lua_login);
+	rds_script_init(&login_scr_hb, login_lua_hb);
+	rds_script_init(&login_scr_logout, login_lua_logout);
+	rds_script_init(&login_scr_incr, login_lua_incr);
+}
+
+int
+login_eval(struct login_env *env, rds_async_cb cb, void *arg, const struct rds_script *script,
+	   int nkeys, const char *const *keys, int nargs, const char *const *args)
+{
+	pthread_once(&login_scr_once, login_scr_init);
+	return rds_async_script(env->ra, script, nkeys, keys, nargs, args, cb, arg);
 }
 
 long long
@@ -332,7 +332,7 @@ login_verify_done(void *arg)
 		char key[128], win[8] = "60";
 		login_rate_key(env, key, sizeof(key), "fail", a->in.user);
 		const char *keys[] = { key }, *args[] = { win };
-		login_eval(env, login_noop_cb, NULL, login_lua_incr, 1, keys, 1, args);
+		login_eval(env, login_noop_cb, NULL, &login_scr_incr, 1, keys, 1, args);
 		login_count(env, "invalid_credentials");
 		http_reply_error(a->req, 401, "invalid_credentials",
 				 "user name or password is wrong");
@@ -435,7 +435,7 @@ login_begin(struct http_req *req, struct login_env *env, bool registering)
 	a->pending = 2;
 	/* Both go out in one write: one round trip. The IP counter's reply
 	 * comes first (pending == 2 marks it). */
-	if (login_eval(env, login_rl_cb, a, login_lua_incr, 1, keys, 1, args) < 0) {
+	if (login_eval(env, login_rl_cb, a, &login_scr_incr, 1, keys, 1, args) < 0) {
 		a->pending = 1;
 		a->rl_failed = true;
 		login_rl_cb(NULL, -EAGAIN, a);
@@ -626,7 +626,7 @@ login_session_write(struct login_att *a)
 		"pk",   a->pk64, "login", now,
 		"seen", now
 	};
-	if (login_eval(env, login_session_cb, a, login_lua_login, 2, keys,
+	if (login_eval(env, login_session_cb, a, &login_scr_login, 2, keys,
 		       (int)(sizeof(args) / sizeof(args[0])), args) < 0)
 		login_session_cb(NULL, -EAGAIN, a);
 }
@@ -645,7 +645,7 @@ login_hb_submit(struct login_env *env, const char *user, const char *th,
 	snprintf(now, sizeof(now), "%lld", login_wall_ms());
 	login_settings_put(s);
 	const char *keys[] = { ksess, kpush }, *args[] = { th, ttl, now };
-	return login_eval(env, cb, arg, login_lua_hb, 2, keys, 3, args);
+	return login_eval(env, cb, arg, &login_scr_hb, 2, keys, 3, args);
 }
 
 bool
@@ -843,7 +843,7 @@ login_handle_logout(struct http_req *req, void *arg)
 	login_key(env, kpush, sizeof(kpush), "push", o->user);
 	const char *keys[] = { ksess, kpush }, *args[] = { th };
 	http_defer(req);
-	if (login_eval(env, login_logout_cb, o, login_lua_logout, 2, keys, 1, args) < 0)
+	if (login_eval(env, login_logout_cb, o, &login_scr_logout, 2, keys, 1, args) < 0)
 		login_logout_cb(NULL, -EAGAIN, o);
 }
 

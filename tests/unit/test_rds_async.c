@@ -658,6 +658,62 @@ test_error_reply(void **state)
 	assert_true(st.up);
 }
 
+/* Scripts go by EVALSHA; after SCRIPT FLUSH (a restarted Redis) the NOSCRIPT
+ * answer is retried as EVAL once, invisibly to the caller. */
+static struct rec *
+run_script(struct fx *fx, struct rds_async *a, const struct rds_script *s, const char *key,
+	   const char *arg)
+{
+	struct rec *r = recs_take(fx, 1);
+	int want = fx_done(fx) + 1;
+	const char *keys[] = { key }, *args[] = { arg };
+
+	assert_int_equal(rds_async_script(a, s, 1, keys, 1, args, rec_cb, r), 0);
+	must_wait(fx, want);
+	return r;
+}
+
+static void
+test_script(void **state)
+{
+	struct fx *fx = *state;
+	struct rds_script s;
+	struct rds_async *a;
+	struct rds_stats st;
+	struct rec *r;
+	const char *many[64] = { 0 };
+
+	recs_alloc(fx, 16);
+	a = fx_new_default(fx, 0);
+	rds_script_init(&s, "return redis.call('INCRBY', KEYS[1], ARGV[1])");
+	assert_int_equal(strlen(s.sha), 40);
+	/* Not cached yet: NOSCRIPT, then EVAL. */
+	rec_ok(run(fx, a, "SCRIPT", "FLUSH", NULL), REDIS_REPLY_STATUS);
+	r = run_script(fx, a, &s, "ta:script", "5");
+	rec_ok(r, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 5);
+	/* Cached: EVALSHA alone. */
+	r = run(fx, a, "SCRIPT", "EXISTS", s.sha);
+	assert_int_equal(r->elements, 1);
+	r = run_script(fx, a, &s, "ta:script", "2");
+	rec_ok(r, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 7);
+	rds_async_stats(a, &st);
+	long long before = st.commands;
+	r = run_script(fx, a, &s, "ta:script", "1");
+	rec_ok(r, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 8);
+	rds_async_stats(a, &st);
+	assert_int_equal(st.commands, before + 1); /* no retry when cached */
+	/* Flushed again (as after a Redis restart): still one answer. */
+	rec_ok(run(fx, a, "SCRIPT", "FLUSH", NULL), REDIS_REPLY_STATUS);
+	r = run_script(fx, a, &s, "ta:script", "1");
+	rec_ok(r, REDIS_REPLY_INTEGER);
+	assert_int_equal(r->integer, 9);
+	/* Too many arguments: refused, no callback. */
+	assert_int_equal(rds_async_script(a, &s, 1, many, 61, many, rec_cb, NULL), -EINVAL);
+}
+
 struct worker {
 	struct rds_async *a;
 	struct rec *recs; /* N_ITER * 3: SET, GET, INCR per iteration */
@@ -1223,6 +1279,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_basic, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_binary, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_script, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_error_reply, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_threads, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_submit_from_callback, fx_setup, fx_teardown),
