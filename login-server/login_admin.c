@@ -86,13 +86,35 @@ login_handle_status(struct http_req *req, void *arg)
 
 /* ---------------------------------------------------------------- accounts */
 
+/* One statement on the account database for an admin handler: the result,
+ * or NULL after answering 503 (no connection) or 500 ("WHAT the account
+ * failed", the cause logged). */
+static PGresult *
+login_admin_query(struct login_env *env, struct http_req *req, const char *what, const char *sql,
+		  int nparams, const char *const *params)
+{
+	char err[256];
+	PGconn *c = svc_pg_acquire(env->pg, req, "account database");
+	PGresult *res;
+
+	if (!c)
+		return NULL;
+	res = pg_query(c, sql, nparams, params, err, sizeof(err), NULL);
+	pg_release(env->pg, c);
+	if (!res) {
+		log_err("admin: %s account: %s", what, err);
+		http_reply_error(req, 500, "internal", "%s the account failed", what);
+	}
+	return res;
+}
+
 static void
 login_handle_account_create(struct http_req *req, void *arg)
 {
 	struct login_env *env = arg;
 	struct login_req in;
 	const char *code = "bad_request";
-	char msg[200], hash[crypto_pwhash_STRBYTES], err[256];
+	char msg[200], hash[crypto_pwhash_STRBYTES];
 	size_t len;
 	const char *body = http_req_body(req, &len);
 
@@ -107,20 +129,13 @@ login_handle_account_create(struct http_req *req, void *arg)
 		http_reply_error(req, 500, "internal", "hashing the password failed");
 		return;
 	}
-	PGconn *c = svc_pg_acquire(env->pg, req, "account database");
-	if (!c)
-		return;
 	const char *p[] = { in.user, hash };
-	PGresult *res = pg_query(c,
-				 "INSERT INTO accounts (name, pwhash) VALUES ($1, $2) ON CONFLICT "
-				 "(name) DO NOTHING RETURNING id",
-				 2, p, err, sizeof(err), NULL);
-	pg_release(env->pg, c);
-	if (!res) {
-		log_err("admin: creating account: %s", err);
-		http_reply_error(req, 500, "internal", "creating the account failed");
+	PGresult *res = login_admin_query(env, req, "creating",
+					  "INSERT INTO accounts (name, pwhash) VALUES ($1, $2) ON "
+					  "CONFLICT (name) DO NOTHING RETURNING id",
+					  2, p);
+	if (!res)
 		return;
-	}
 	int n = PQntuples(res);
 	PQclear(res);
 	if (n != 1) {
@@ -136,30 +151,22 @@ login_handle_account_get(struct http_req *req, void *arg)
 {
 	struct login_env *env = arg;
 	const char *name = http_req_param(req, 0);
-	char err[256];
 
 	if (!login_user_ok(name, strlen(name))) {
 		http_reply_error(req, 404, "unknown_user", "no such account");
 		return;
 	}
-	PGconn *c = svc_pg_acquire(env->pg, req, "account database");
-	if (!c)
-		return;
 	const char *p[] = { name };
-	PGresult *res = pg_query(
-		c,
+	PGresult *res = login_admin_query(
+		env, req, "reading",
 		"SELECT a.name, a.disabled, to_char(a.created_at AT TIME ZONE 'UTC', "
 		"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), (SELECT count(*) FROM login_sessions s WHERE "
 		"s.account = a.name), (SELECT to_char(max(login_at) AT TIME ZONE 'UTC', "
 		"'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') FROM login_sessions s WHERE s.account = "
 		"a.name) FROM accounts a WHERE a.name = $1",
-		1, p, err, sizeof(err), NULL);
-	pg_release(env->pg, c);
-	if (!res) {
-		log_err("admin: reading account: %s", err);
-		http_reply_error(req, 500, "internal", "reading the account failed");
+		1, p);
+	if (!res)
 		return;
-	}
 	if (PQntuples(res) != 1) {
 		PQclear(res);
 		http_reply_error(req, 404, "unknown_user", "no such account");
@@ -179,26 +186,20 @@ static void
 login_account_set(struct http_req *req, struct login_env *env, bool disabled)
 {
 	const char *name = http_req_param(req, 0);
-	char err[256], key[128];
+	char key[128];
 
 	if (!login_user_ok(name, strlen(name))) {
 		http_reply_error(req, 404, "unknown_user", "no such account");
 		return;
 	}
-	PGconn *c = svc_pg_acquire(env->pg, req, "account database");
-	if (!c)
-		return;
 	const char *p[] = { name, disabled ? "true" : "false" };
-	PGresult *res = pg_query(c,
-				 "UPDATE accounts SET disabled = $2::boolean, updated_at = now() "
-				 "WHERE name = $1 RETURNING id",
-				 2, p, err, sizeof(err), NULL);
-	pg_release(env->pg, c);
-	if (!res) {
-		log_err("admin: updating account: %s", err);
-		http_reply_error(req, 500, "internal", "updating the account failed");
+	PGresult *res =
+		login_admin_query(env, req, "updating",
+				  "UPDATE accounts SET disabled = $2::boolean, updated_at = "
+				  "now() WHERE name = $1 RETURNING id",
+				  2, p);
+	if (!res)
 		return;
-	}
 	int n = PQntuples(res);
 	PQclear(res);
 	if (n != 1) {

@@ -175,6 +175,25 @@ relay_open(struct relay_env *env, struct http_req *req, struct relay_token *tok)
 	return s;
 }
 
+/* relay_open for the mailbox endpoints: a tunnel session is refused
+ * (mode_conflict), a fresh one becomes a mailbox. Lock held on success. */
+static struct relay_sess *
+relay_open_mailbox(struct relay_env *env, struct http_req *req, struct relay_token *tok)
+{
+	struct relay_sess *s = relay_open(env, req, tok);
+
+	if (!s)
+		return NULL;
+	if (s->mode == RELAY_MODE_TUNNEL) {
+		pthread_mutex_unlock(&env->lock);
+		relay_refuse(env, req, RELAY_REF_MODE_CONFLICT, RELAY_END_NONE);
+		return NULL;
+	}
+	if (s->mode == RELAY_MODE_NONE)
+		relay_set_mode(env, s, RELAY_MODE_MAILBOX);
+	return s;
+}
+
 /* Messages of mb after `after`, as the JSON answer of a mailbox GET. */
 static void
 relay_reply_messages(struct relay_env *env, struct http_req *req, struct relay_sess *s, int side)
@@ -303,16 +322,9 @@ relay_handle_fetch(struct http_req *req, void *arg)
 		relay_refuse(env, req, RELAY_REF_BAD_REQUEST, RELAY_END_NONE);
 		return;
 	}
-	s = relay_open(env, req, &tok);
+	s = relay_open_mailbox(env, req, &tok);
 	if (!s)
 		return;
-	if (s->mode == RELAY_MODE_TUNNEL) {
-		pthread_mutex_unlock(&env->lock);
-		relay_refuse(env, req, RELAY_REF_MODE_CONFLICT, RELAY_END_NONE);
-		return;
-	}
-	if (s->mode == RELAY_MODE_NONE)
-		relay_set_mode(env, s, RELAY_MODE_MAILBOX);
 	wait_ms = wait_s == UINT64_MAX ? env->lim.poll_wait_default_ms : (long long)wait_s * 1000;
 	if (wait_ms > env->lim.poll_wait_max_ms)
 		wait_ms = env->lim.poll_wait_max_ms;
@@ -374,16 +386,9 @@ relay_handle_send(struct http_req *req, void *arg)
 		relay_refuse(env, req, RELAY_REF_BAD_REQUEST, RELAY_END_NONE);
 		return;
 	}
-	s = relay_open(env, req, &tok);
+	s = relay_open_mailbox(env, req, &tok);
 	if (!s)
 		return;
-	if (s->mode == RELAY_MODE_TUNNEL) {
-		pthread_mutex_unlock(&env->lock);
-		relay_refuse(env, req, RELAY_REF_MODE_CONFLICT, RELAY_END_NONE);
-		return;
-	}
-	if (s->mode == RELAY_MODE_NONE)
-		relay_set_mode(env, s, RELAY_MODE_MAILBOX);
 	atomic_store(&s->last_ms, dmn_now_ms());
 	if (len > env->lim.max_message) {
 		pthread_mutex_unlock(&env->lock);
